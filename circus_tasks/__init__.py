@@ -1,0 +1,93 @@
+"""CIRCUS CS job management on Prefect.
+
+Public names are imported lazily, so that ``import circus_tasks`` stays cheap (Prefect alone
+costs about two seconds to import) and a plug-in's process loads nothing it does not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from circus_tasks.errors import (
+        CircusError,
+        DicomImportError,
+        DuplicateJobError,
+        InvalidRangeError,
+        JobNotFoundError,
+        JobStateError,
+        PluginError,
+        PluginNotFoundError,
+        PrefectUnavailableError,
+        ResultsError,
+        SeriesNotFoundError,
+        VolumeError,
+    )
+    from circus_tasks.importer import ImportReport, import_dicom
+    from circus_tasks.jobs import (
+        SeriesInput,
+        cancel_job,
+        get_job,
+        invalidate_job,
+        job_events,
+        list_jobs,
+        submit_job,
+        wait_for_job,
+    )
+    from circus_tasks.plugins import get_plugin, list_plugins
+    from circus_tasks.ranges import ImageRange, resolve_auto_range
+    from circus_tasks.series import get_series, list_series
+    from circus_tasks.settings import Settings, get_settings
+    from circus_tasks.statuses import JobStatus
+
+_EXPORTS: dict[str, str] = {
+    "CircusError": "errors",
+    "DicomImportError": "errors",
+    "DuplicateJobError": "errors",
+    "InvalidRangeError": "errors",
+    "JobNotFoundError": "errors",
+    "JobStateError": "errors",
+    "PluginError": "errors",
+    "PluginNotFoundError": "errors",
+    "PrefectUnavailableError": "errors",
+    "ResultsError": "errors",
+    "SeriesNotFoundError": "errors",
+    "VolumeError": "errors",
+    "ImportReport": "importer",
+    "import_dicom": "importer",
+    "SeriesInput": "jobs",
+    "cancel_job": "jobs",
+    "get_job": "jobs",
+    "invalidate_job": "jobs",
+    "job_events": "jobs",
+    "list_jobs": "jobs",
+    "submit_job": "jobs",
+    "wait_for_job": "jobs",
+    "get_plugin": "plugins",
+    "list_plugins": "plugins",
+    "ImageRange": "ranges",
+    "resolve_auto_range": "ranges",
+    "get_series": "series",
+    "list_series": "series",
+    "Settings": "settings",
+    "get_settings": "settings",
+    "JobStatus": "statuses",
+}
+
+__all__ = sorted(_EXPORTS)
+
+# Clients reach the embedded server unless PREFECT_API_URL names another one. Set before
+# anything imports Prefect, which reads its settings once.
+os.environ.setdefault(
+    "PREFECT_API_URL", f"http://127.0.0.1:{os.environ.get('CIRCUS_PREFECT_PORT', '4200')}/api"
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"circus_tasks.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'circus_tasks' has no attribute {name!r}")

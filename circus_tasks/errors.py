@@ -1,0 +1,63 @@
+"""The error tree: one root, ``CircusError``; each error also inherits the built-in it resembles.
+
+Messages say what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class CircusError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class InvalidRangeError(CircusError, ValueError):
+    """An image range breaks the CIRCUS rules or names images the series does not hold."""
+
+
+class DicomImportError(CircusError, ValueError):
+    """A file could not be imported as DICOM."""
+
+
+class VolumeError(CircusError, ValueError):
+    """The images of a series cannot be stacked into one plug-in input volume."""
+
+
+class ResultsError(CircusError, ValueError):
+    """A plug-in's ``results.json`` is missing or invalid."""
+
+
+class PluginError(CircusError, RuntimeError):
+    """A plug-in's manifest is invalid, or its run failed."""
+
+
+class SeriesNotFoundError(CircusError, LookupError):
+    """No imported series has this UID."""
+
+
+class PluginNotFoundError(CircusError, LookupError):
+    """No registered plug-in has this id."""
+
+
+class JobNotFoundError(CircusError, LookupError):
+    """No job has this id."""
+
+
+class JobStateError(CircusError, RuntimeError):
+    """A status move the CIRCUS state machine does not allow (cancel, invalidate, ...)."""
+
+
+class DuplicateJobError(CircusError):
+    """An equivalent job is already registered; resend with ``force`` to register anyway."""
+
+    def __init__(self, existing_job_ids: Sequence[str]) -> None:
+        self.existing_job_ids = list(existing_job_ids)
+        super().__init__(
+            "There is a duplicate job that is already registered "
+            f"({', '.join(self.existing_job_ids)}); resubmit with force to register it anyway."
+        )
+
+
+class PrefectUnavailableError(CircusError, ConnectionError):
+    """The Prefect server does not answer."""

@@ -1,0 +1,187 @@
+"""What happens around a job's run on a machine: the machine lock, the start-or-cancel
+decision, heartbeats, and the final status.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from filelock import FileLock
+from sqlalchemy import update
+from sqlmodel import col
+
+from circus_tasks.db import session_scope
+from circus_tasks.errors import CircusError
+from circus_tasks.jobs import move_status
+from circus_tasks.models import Job, utcnow
+from circus_tasks.settings import get_settings
+from circus_tasks.statuses import JobStage, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def machine_lock(machine: str) -> Iterator[None]:
+    """Hold this machine's lock: one job at a time, however many workers run here.
+
+    An OS file lock, so that it is released when the holding process dies.
+    """
+    path = get_settings().locks_dir / f"{machine}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path):
+        yield
+
+
+def claim_job(job_id: str, *, machine: str, flow_run_id: str | None) -> bool:
+    """The start-or-cancel decision: atomically move ``in_queue -> processing``.
+
+    Returns:
+        ``True`` if this run may process the job; ``False`` if it was cancelled (or otherwise
+        left ``in_queue``) first.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {
+        "machine": machine,
+        "started_at": now,
+        "heartbeat_at": now,
+        "stage": JobStage.PRE,
+    }
+    with session_scope() as session:
+        won = move_status(
+            job_id,
+            JobStatus.IN_QUEUE,
+            JobStatus.PROCESSING,
+            session=session,
+            by=f"machine:{machine}",
+            reason="execution started",
+            prefect_state="RUNNING",
+            **values,
+        )
+        if won and flow_run_id:
+            session.execute(
+                update(Job)
+                .where(col(Job.id) == job_id, col(Job.flow_run_id).is_(None))
+                .values(flow_run_id=flow_run_id)
+            )
+    return won
+
+
+def set_stage(job_id: str, stage: JobStage) -> None:
+    """Record which part of the job runs now."""
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(col(Job.id) == job_id, col(Job.status) == JobStatus.PROCESSING)
+            .values(stage=stage, updated_at=utcnow())
+        )
+
+
+def beat(job_id: str) -> None:
+    """Record that the job's process is alive."""
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(col(Job.id) == job_id, col(Job.status) == JobStatus.PROCESSING)
+            .values(heartbeat_at=utcnow())
+        )
+
+
+@contextmanager
+def heartbeat(job_id: str, every: float | None = None) -> Iterator[None]:
+    """Beat from a background thread while the block runs."""
+    period = every or get_settings().heartbeat_seconds
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(period):
+            try:
+                beat(job_id)
+            except Exception:  # a missed beat is retried; the reconciler tolerates several
+                log.exception("heartbeat of job %s failed", job_id)
+
+    thread = threading.Thread(target=loop, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def finish_job(job_id: str, results: dict[str, Any]) -> bool:
+    """``processing -> finished`` with the results."""
+    with session_scope() as session:
+        return move_status(
+            job_id,
+            JobStatus.PROCESSING,
+            JobStatus.FINISHED,
+            session=session,
+            reason="results stored",
+            prefect_state="COMPLETED",
+            results=results,
+            stage=None,
+            finished_at=utcnow(),
+        )
+
+
+def fail_job(
+    job_id: str, message: str, *, by: str | None = None, prefect_state: str = "FAILED"
+) -> bool:
+    """``processing -> failed`` with a readable error message."""
+    with session_scope() as session:
+        return move_status(
+            job_id,
+            JobStatus.PROCESSING,
+            JobStatus.FAILED,
+            session=session,
+            by=by,
+            reason=message,
+            prefect_state=prefect_state,
+            error_message=message,
+            finished_at=utcnow(),
+        )
+
+
+def error_message(exc: BaseException) -> str:
+    """A readable message for a job that failed with ``exc``."""
+    if isinstance(exc, CircusError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return f"the job's process was stopped ({type(exc).__name__})"
+    text = str(exc) or "no message"
+    return f"{type(exc).__name__}: {text}"
+
+
+@dataclass
+class Execution:
+    """The outcome of the start-or-cancel decision for one flow run."""
+
+    job_id: str
+    claimed: bool
+    machine: str
+
+
+@contextmanager
+def job_execution(job_id: str, flow_run_id: str | None = None) -> Iterator[Execution]:
+    """Run a job on this machine: lock, claim, beat; fail the job if the block raises.
+
+    Yields an :class:`Execution` whose ``claimed`` is ``False`` when the job was cancelled
+    before it could start: the caller must then not run anything.
+    """
+    machine = get_settings().machine
+    with machine_lock(machine):
+        claimed = claim_job(job_id, machine=machine, flow_run_id=flow_run_id)
+        if not claimed:
+            yield Execution(job_id, False, machine)
+            return
+        with heartbeat(job_id):
+            try:
+                yield Execution(job_id, True, machine)
+            except BaseException as exc:
+                fail_job(job_id, error_message(exc), by=f"machine:{machine}")
+                raise

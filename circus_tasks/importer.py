@@ -1,0 +1,175 @@
+"""Import DICOM files into the store and index their series and images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from sqlmodel import Session, func, select
+
+from circus_tasks.db import session_scope
+from circus_tasks.models import Image, Series
+from circus_tasks.settings import get_settings
+
+REQUIRED = ("SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber")
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts, the series touched, and every file it refused, with why."""
+
+    imported: int = 0
+    already_present: int = 0
+    series_uids: set[str] = field(default_factory=set)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.imported} image(s) imported, {self.already_present} already present, "
+            f"{len(self.series_uids)} series, {len(self.problems)} file(s) refused"
+        )
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Every file under ``paths`` (files as given, folders walked, sorted)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    yield Path(root) / name
+        else:
+            yield path
+
+
+def read_header(path: Path) -> pydicom.Dataset:
+    """Read one DICOM file and check that it can be imported.
+
+    Raises:
+        DicomImportError: naming the problem (not DICOM, truncated, a tag missing, no pixels).
+    """
+    from circus_tasks.errors import DicomImportError
+
+    if not path.is_file():
+        raise DicomImportError("no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            pixel_bytes = ds.get("PixelData")
+    except InvalidDicomError:
+        raise DicomImportError("not a DICOM file (no DICM preamble or valid header)") from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise DicomImportError(f"unreadable DICOM (truncated or corrupt): {exc}") from None
+    missing = [k for k in REQUIRED if ds.get(k) in (None, "")]
+    if missing:
+        raise DicomImportError(f"missing required attribute(s): {', '.join(missing)}")
+    if pixel_bytes is None:
+        raise DicomImportError("no PixelData: not an image")
+    if not ds.file_meta.TransferSyntaxUID.is_compressed:
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1))
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * (int(ds.BitsAllocated) // 8)
+        )
+        if len(pixel_bytes) < expected:
+            raise DicomImportError(
+                f"truncated: PixelData holds {len(pixel_bytes)} bytes, {expected} expected"
+            )
+    try:
+        int(ds.InstanceNumber)
+    except (TypeError, ValueError):
+        raise DicomImportError(f"InstanceNumber {ds.InstanceNumber!r} is not an integer") from None
+    return ds
+
+
+def _z_of(ds: pydicom.Dataset) -> float | None:
+    position = ds.get("ImagePositionPatient")
+    if position is None or len(position) != 3:
+        return None
+    return float(position[2])
+
+
+def import_dicom(
+    *paths: str | os.PathLike[str], progress: Callable[[Path], None] | None = None
+) -> ImportReport:
+    """Import DICOM files and folders into the store and index them.
+
+    Non-DICOM and broken files are listed in the report with the reason; they never stop the
+    import. Importing the same files twice changes nothing.
+
+    Args:
+        *paths: files and folders (walked recursively).
+        progress: called once per file looked at (the CLI's progress bar).
+
+    Returns:
+        The import report.
+    """
+    from circus_tasks.errors import DicomImportError
+
+    settings = get_settings()
+    report = ImportReport()
+    with session_scope() as session:
+        for path in iter_files(paths):
+            if progress is not None:
+                progress(path)
+            try:
+                ds = read_header(path)
+            except DicomImportError as exc:
+                report.problems.append((path, str(exc)))
+                continue
+            series_uid = str(ds.SeriesInstanceUID)
+            sop_uid = str(ds.SOPInstanceUID)
+            report.series_uids.add(series_uid)
+            if session.exec(select(Image.id).where(Image.sop_instance_uid == sop_uid)).first():
+                report.already_present += 1
+                continue
+            series = session.get(Series, series_uid)
+            if series is None:
+                series = Series(
+                    series_uid=series_uid,
+                    study_uid=str(ds.get("StudyInstanceUID", "")),
+                    patient_id=str(ds.get("PatientID", "")),
+                    modality=str(ds.get("Modality", "")),
+                    description=str(ds.get("SeriesDescription", "")),
+                    series_date=str(ds.get("SeriesDate", "") or ds.get("StudyDate", "")),
+                )
+                session.add(series)
+                session.flush()
+            target = settings.dicom_dir / series_uid / f"{sop_uid}.dcm"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".part")
+            shutil.copyfile(path, partial)
+            os.replace(partial, target)
+            session.add(
+                Image(
+                    series_uid=series_uid,
+                    sop_instance_uid=sop_uid,
+                    instance_number=int(ds.InstanceNumber),
+                    z=_z_of(ds),
+                    path=str(target),
+                )
+            )
+            report.imported += 1
+        session.flush()
+        _update_counts(session, report.series_uids)
+    return report
+
+
+def _update_counts(session: Session, series_uids: Iterable[str]) -> None:
+    for uid in series_uids:
+        series = session.get(Series, uid)
+        if series is not None:
+            series.image_count = session.exec(
+                select(func.count()).select_from(Image).where(Image.series_uid == uid)
+            ).one()
+            session.add(series)

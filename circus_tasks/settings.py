@@ -1,0 +1,84 @@
+"""One settings object, read from ``CIRCUS_*`` environment variables."""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+"""The checkout this package runs from: holds ``flows/``, ``plugins/`` and ``prefect.yaml``."""
+
+
+class Settings(BaseSettings):
+    """Where CIRCUS keeps its data and how it reaches Prefect.
+
+    Every field has a default that works on a laptop with nothing set.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CIRCUS_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".circus",
+        description="Holds the database, the DICOM store, job folders, results and Prefect's data.",
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite in CIRCUS_HOME (WAL mode)."
+    )
+    machine: str = Field(
+        default_factory=socket.gethostname, description="This machine's name (one job at a time)."
+    )
+    prefect_port: int = Field(default=4200, description="Port of the embedded Prefect server.")
+    plugins_dir: Path = Field(default=PROJECT_DIR / "plugins", description="Plug-in folders.")
+    work_pool: str = Field(default="circus", description="Prefect work pool of the job runs.")
+    deployment: str = Field(default="circus-job/circus-job", description="flow/deployment name.")
+    heartbeat_seconds: float = Field(default=5.0, description="How often a running job beats.")
+    stale_after_seconds: float = Field(
+        default=45.0, description="A processing job whose heartbeat is older than this has died."
+    )
+    reconcile_seconds: float = Field(default=10.0, description="Reconciler period.")
+    worker_poll_seconds: float = Field(default=2.0, description="How often a worker polls.")
+
+    @property
+    def db_url(self) -> str:
+        """The database URL in force."""
+        return self.database_url or f"sqlite:///{self.home / 'circus.db'}"
+
+    @property
+    def dicom_dir(self) -> Path:
+        """The DICOM store: one folder per series."""
+        return self.home / "dicom"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Job working folders (input and output of each plug-in run)."""
+        return self.home / "jobs"
+
+    @property
+    def results_dir(self) -> Path:
+        """The results store: one folder per job id."""
+        return self.home / "results"
+
+    @property
+    def locks_dir(self) -> Path:
+        """Per-machine lock files."""
+        return self.home / "locks"
+
+    @property
+    def prefect_home(self) -> Path:
+        """The embedded Prefect server's data folder."""
+        return self.home / "prefect"
+
+    @property
+    def run_dir(self) -> Path:
+        """Process ids and logs of the processes ``circus up`` starts."""
+        return self.home / "run"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings in force (read once per process; tests clear the cache)."""
+    return Settings()

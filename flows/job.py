@@ -1,0 +1,22 @@
+"""The CIRCUS job flow: pre-processing -> main processing -> post-processing. Wiring only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, runtime
+from prefect.states import Cancelled
+
+from circus_tasks.execution import job_execution
+from circus_tasks.tasks import main_process, post_process, pre_process
+
+
+@flow(name="circus-job", persist_result=False)
+def circus_job(job_id: str) -> Any:
+    """Run one CIRCUS job on this machine, one job at a time."""
+    with job_execution(job_id, runtime.flow_run.id) as run:
+        if not run.claimed:
+            return Cancelled(message=f"job {job_id} was cancelled before it started")
+        inputs = pre_process(job_id)
+        outputs = main_process(job_id, inputs)
+        return post_process(job_id, outputs)
