@@ -1,0 +1,33 @@
+# Quick start: `make demo` (run the main job on the embedded SQLite default), `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/circus up
+	$(BIN)/circus demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: venv lint
+	$(BIN)/pytest
+
+stop:
+	@if [ -x $(BIN)/circus ]; then $(BIN)/circus down; fi
+
+clean: stop
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

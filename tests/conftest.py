@@ -1,0 +1,81 @@
+"""Shared fixtures: a fresh CIRCUS home per test, the plug-ins, and DICOM series."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from circus_tasks.db import reset_caches, session_scope
+from circus_tasks.importer import import_dicom
+from circus_tasks.synthetic import write_series
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
+
+
+def build_plugins_dir(target: Path) -> Path:
+    """The shipped plug-ins plus the test plug-ins, side by side in ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for source in [*(ROOT / "plugins").iterdir(), *TEST_PLUGINS.iterdir()]:
+        if (source / "plugin.json").is_file():
+            shutil.copytree(source, target / source.name, dirs_exist_ok=True)
+    return target
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh CIRCUS_HOME (its own SQLite database) with every plug-in registered."""
+    home = tmp_path / "circus-home"
+    monkeypatch.setenv("CIRCUS_HOME", str(home))
+    monkeypatch.setenv("CIRCUS_PLUGINS_DIR", str(build_plugins_dir(tmp_path / "plugins")))
+    monkeypatch.setenv("CIRCUS_MACHINE", "test-machine")
+    monkeypatch.delenv("CIRCUS_DATABASE_URL", raising=False)
+    reset_caches()
+    yield home
+    reset_caches()
+
+
+def make_volume(slices: int, rows: int = 8, cols: int = 8, dtype: str = "int16") -> np.ndarray:
+    """A small volume whose voxels tell their slice (value = 100 * slice + column)."""
+    z, _y, x = np.indices((slices, rows, cols))
+    return (100 * z + x).astype(dtype)
+
+
+@pytest.fixture
+def series_factory(home: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Write and import a series: ``series_factory(numbers=[1, 2, 3], z=[...]) -> uid``."""
+    counter = iter(range(10_000))
+
+    def factory(
+        numbers: list[int] | None = None,
+        z: list[float] | None = None,
+        *,
+        modality: str = "CT",
+        slices: int | None = None,
+    ) -> str:
+        count = len(numbers) if numbers is not None else (slices or 5)
+        folder = tmp_path / f"series-{next(counter)}"
+        write_series(
+            folder,
+            make_volume(count),
+            instance_numbers=numbers,
+            z_positions=z,
+            modality=modality,
+        )
+        report = import_dicom(folder)
+        assert not report.problems, report.problems
+        (uid,) = report.series_uids
+        return uid
+
+    return factory
+
+
+@pytest.fixture
+def session(home: Path):  # type: ignore[no-untyped-def]
+    """A database session on the test's home, committed at the end."""
+    with session_scope() as s:
+        yield s

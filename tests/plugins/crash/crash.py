@@ -1,0 +1,9 @@
+"""Test plug-in: leaves a valid results.json behind, then crashes (CIRCUS would call it finished)."""
+
+import json
+import sys
+from pathlib import Path
+
+Path(sys.argv[2], "results.json").write_text(json.dumps({"results": {}}))
+print("about to crash", flush=True)
+sys.exit(3)
