@@ -70,9 +70,12 @@ def read_header(path: Path) -> pydicom.Dataset:
         raise DicomImportError(f"unreadable DICOM (truncated or corrupt): {exc}") from None
     missing = [k for k in REQUIRED if ds.get(k) in (None, "")]
     if missing:
-        raise DicomImportError(f"missing required attribute(s): {', '.join(missing)}")
+        raise DicomImportError(
+            f"missing required attribute(s): {', '.join(missing)} "
+            "(not an image instance, or the file is truncated)"
+        )
     if pixel_bytes is None:
-        raise DicomImportError("no PixelData: not an image")
+        raise DicomImportError("no PixelData: not an image, or the file is truncated")
     if not ds.file_meta.TransferSyntaxUID.is_compressed:
         expected = (
             int(ds.Rows)

@@ -1,0 +1,66 @@
+"""Importing DICOM files: indexing, the store, bad files, idempotence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom.data import get_testdata_file
+
+from circus_tasks.importer import import_dicom
+from circus_tasks.series import get_series, list_series
+from circus_tasks.settings import get_settings
+from circus_tasks.synthetic import write_series
+from tests.conftest import make_volume
+
+
+def test_import_indexes_series_and_images(home: Path, tmp_path: Path) -> None:
+    files = write_series(
+        tmp_path / "s", make_volume(4), instance_numbers=[3, 4, 5, 6], patient_id="PID7"
+    )
+    report = import_dicom(tmp_path / "s")
+    assert report.imported == 4 and not report.problems
+    (uid,) = report.series_uids
+    series = get_series(uid)
+    assert series is not None
+    assert (series.patient_id, series.modality, series.image_count) == ("PID7", "CT", 4)
+    stored = sorted((get_settings().dicom_dir / uid).glob("*.dcm"))
+    assert len(stored) == 4 and all(p.read_bytes() in {f.read_bytes() for f in files} for p in stored)
+
+
+def test_importing_twice_changes_nothing(home: Path, tmp_path: Path) -> None:
+    write_series(tmp_path / "s", make_volume(3))
+    import_dicom(tmp_path / "s")
+    before = list_series()
+    again = import_dicom(tmp_path / "s")
+    assert again.imported == 0 and again.already_present == 3
+    assert list_series() == before
+
+
+def test_bad_files_are_listed_with_the_reason_and_never_fatal(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    files = write_series(folder, make_volume(3))
+    (folder / "notes.txt").write_text("not an image")
+    truncated = folder / "truncated.dcm"
+    data = files[0].read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    no_pixels = Path(str(get_testdata_file("rtplan.dcm")))
+    report = import_dicom(folder, no_pixels, tmp_path / "missing.dcm")
+    reasons = {p.name: r for p, r in report.problems}
+    assert report.imported == 3
+    assert "not a DICOM file" in reasons["notes.txt"]
+    assert "truncated" in reasons["truncated.dcm"]
+    assert "not an image" in reasons["rtplan.dcm"]
+    assert "no such file" in reasons["missing.dcm"]
+
+
+def test_missing_required_tag_is_named(home: Path, tmp_path: Path) -> None:
+    write_series(tmp_path / "s", make_volume(1), extra={"InstanceNumber": None})
+    report = import_dicom(tmp_path / "s")
+    ((_, reason),) = report.problems
+    assert "InstanceNumber" in reason
+
+
+def test_real_pydicom_files_import(home: Path) -> None:
+    report = import_dicom(get_testdata_file("CT_small.dcm"), get_testdata_file("MR_small.dcm"))
+    assert report.imported == 2 and len(report.series_uids) == 2
+    assert {s.modality for s in list_series()} == {"CT", "MR"}

@@ -1,0 +1,129 @@
+"""Pre-, main and post-processing as plain functions, and how a job fails."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from circus_tasks.db import session_scope
+from circus_tasks.errors import PluginError, ResultsError, VolumeError
+from circus_tasks.execution import claim_job, job_execution
+from circus_tasks.importer import import_dicom
+from circus_tasks.jobs import SeriesInput, get_job, register_job
+from circus_tasks.phantom import DEFAULT_BLOBS, phantom_volume
+from circus_tasks.pipeline import (
+    PLUGIN_LOG,
+    job_folders,
+    prepare_inputs,
+    results_folder,
+    run_main,
+    store_results,
+)
+from circus_tasks.settings import get_settings
+from circus_tasks.statuses import JobStatus
+from circus_tasks.synthetic import write_series
+from circus_tasks.volume import IDENTIFYING_KEYWORDS
+
+SeriesFactory = Callable[..., str]
+
+
+def new_job(plugin: str, *series: SeriesInput | str) -> str:
+    with session_scope() as session:
+        job_id = register_job(plugin, list(series), session=session, force=True).id
+    assert claim_job(job_id, machine="test-machine", flow_run_id=None)
+    return job_id
+
+
+def test_lesion_candidates_job_end_to_end_without_prefect(home: Path, tmp_path: Path) -> None:
+    write_series(
+        tmp_path / "phantom",
+        phantom_volume(),
+        pixel_spacing=(0.8, 0.8),
+        slice_spacing=1.5,
+        patient_name="Secret^Patient",
+        patient_id="SECRET-ID-42",
+    )
+    (uid,) = import_dicom(tmp_path / "phantom").series_uids
+    job_id = new_job("lesion-candidates@1.0.0", uid)
+
+    inputs = prepare_inputs(job_id)
+    assert sorted(p.name for p in inputs.iterdir()) == ["0.json", "0.mhd", "0.raw"]
+    header = json.loads((inputs / "0.json").read_text())
+    text = (inputs / "0.json").read_text() + (inputs / "0.mhd").read_text()
+    assert "Secret^Patient" not in text and "SECRET-ID-42" not in text
+    assert "0010,0010" not in header["common"] and len(header["unique"]) == 48
+    assert len(IDENTIFYING_KEYWORDS) >= 13
+
+    run_main(job_id)
+    results = store_results(job_id)
+    candidates = results["results"]["lesionCandidates"]
+    assert len(candidates) == len(DEFAULT_BLOBS)
+    stored = results_folder(job_id)
+    assert sorted(p.name for p in stored.iterdir()) == [PLUGIN_LOG, "preview.png", "results.json"]
+    log = (stored / PLUGIN_LOG).read_text()
+    assert "[runner] exit code 0" in log and "Found 3 candidate(s)" in log
+
+
+def test_two_series_become_volumes_0_and_1_in_job_order(series_factory: SeriesFactory) -> None:
+    a, b = series_factory(slices=3), series_factory(slices=6)
+    job_id = new_job("record@1.0.0", SeriesInput(b, "6:2:-2"), a)
+    inputs = prepare_inputs(job_id)
+    assert "DimSize = 8 8 3" in (inputs / "0.mhd").read_text()
+    assert "DimSize = 8 8 3" in (inputs / "1.mhd").read_text()
+    raw = (inputs / "0.raw").read_bytes()
+    first_slices = np.frombuffer(raw, "<i2").reshape(3, 8, 8)[:, 0, 0]
+    assert list(first_slices) == [500, 300, 100]  # images 6, 4, 2 (value 100 * (n - 1))
+
+
+def run_job_plain(job_id: str) -> None:
+    with job_execution(job_id) as run:
+        assert run.claimed
+        prepare_inputs(job_id)
+        run_main(job_id)
+        store_results(job_id)
+
+
+def queued_job(plugin: str, uid: str) -> str:
+    with session_scope() as session:
+        return register_job(plugin, [uid], session=session, force=True).id
+
+
+@pytest.mark.parametrize(
+    ("plugin", "error", "message"),
+    [
+        ("crash@1.0.0", PluginError, "exited with code 3"),
+        ("no-results@1.0.0", ResultsError, "results.json"),
+        ("bad-results@1.0.0", ResultsError, r"location.*too short"),
+        ("escape@1.0.0", ResultsError, "symbolic link to /etc/passwd"),
+    ],
+)
+def test_a_bad_plugin_fails_its_job_with_a_clear_message_and_stores_nothing(
+    series_factory: SeriesFactory, plugin: str, error: type[Exception], message: str
+) -> None:
+    job_id = queued_job(plugin, series_factory())
+    with pytest.raises(error, match=message):
+        run_job_plain(job_id)
+    job = get_job(job_id)
+    assert job is not None and job.status == JobStatus.FAILED
+    assert job.error_message is not None and re.search(message, job.error_message)
+    assert not results_folder(job_id).exists()
+    assert not get_settings().results_dir.exists() or not any(get_settings().results_dir.iterdir())
+    assert job_folders(job_id).log.exists()
+
+
+def test_a_broken_image_fails_pre_processing(series_factory: SeriesFactory) -> None:
+    uid = series_factory(slices=3)
+    job_id = queued_job("record@1.0.0", uid)
+    stored = sorted((get_settings().dicom_dir / uid).glob("*.dcm"))
+    data = stored[1].read_bytes()
+    stored[1].write_bytes(data[: len(data) // 2])
+    with pytest.raises(VolumeError):
+        run_job_plain(job_id)
+    job = get_job(job_id)
+    assert job is not None and job.status == JobStatus.FAILED
+    assert not list(job_folders(job_id).input.glob("0.*"))
