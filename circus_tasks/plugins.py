@@ -165,6 +165,7 @@ def run_plugin(plugin: Plugin, in_dir: Path, out_dir: Path, log_path: Path) -> N
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            preexec_fn=_die_with_parent,
         )
         try:
             code = process.wait(timeout=timeout)
@@ -182,6 +183,15 @@ def run_plugin(plugin: Plugin, in_dir: Path, out_dir: Path, log_path: Path) -> N
             f"Plug-in {plugin.plugin_id} exited with code {code}; "
             "its output is in plugin-log.txt (circus show JOB)."
         )
+
+
+def _die_with_parent() -> None:
+    """In the child: have Linux kill the plug-in if the job's process dies (no orphans)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

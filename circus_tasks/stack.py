@@ -19,11 +19,14 @@ from circus_tasks.settings import PROJECT_DIR, get_settings
 SERVER = "server"
 
 
+def embedded_api_url() -> str:
+    """The API address of the embedded server (``CIRCUS_PREFECT_PORT`` on the loopback)."""
+    return f"http://127.0.0.1:{get_settings().prefect_port}/api"
+
+
 def api_url() -> str:
     """The Prefect API in force: ``PREFECT_API_URL``, else the embedded server's."""
-    return os.environ.get("PREFECT_API_URL") or (
-        f"http://127.0.0.1:{get_settings().prefect_port}/api"
-    )
+    return os.environ.get("PREFECT_API_URL") or embedded_api_url()
 
 
 def ui_url() -> str:
@@ -130,7 +133,7 @@ def start_server(timeout: float = 120.0) -> str:
     """Start the embedded Prefect server (SQLite in CIRCUS_HOME) unless one answers."""
     if server_healthy():
         return api_url()
-    if os.environ.get("PREFECT_API_URL"):
+    if api_url().rstrip("/") != embedded_api_url():
         raise RuntimeError(
             f"PREFECT_API_URL names {api_url()}, which does not answer; start that server "
             "or unset PREFECT_API_URL to use the embedded one."

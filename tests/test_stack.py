@@ -1,0 +1,302 @@
+"""Jobs through the real stack: a Prefect server started once for this module, and real
+``circus worker`` processes (each a Prefect process worker with --limit 1 plus the reconciler).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from circus_tasks.db import reset_caches
+from circus_tasks.errors import JobStateError
+from circus_tasks.importer import import_dicom
+from circus_tasks.jobs import SeriesInput, cancel_job, get_job, invalidate_job, submit_job, wait_for_job
+from circus_tasks.reconciler import reconcile_once
+from circus_tasks.statuses import INVALIDATED_STATE_NAME, JobStatus
+from circus_tasks.synthetic import write_series
+from tests.conftest import build_plugins_dir, make_volume
+
+pytestmark = [pytest.mark.prefect, pytest.mark.worker]
+
+RECORD = "record@1.0.0"
+CIRCUS = str(Path(sys.executable).parent / "circus")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    """The server of this module and the workers its tests start."""
+
+    def __init__(self, env: dict[str, str], home: Path) -> None:
+        self.env = env
+        self.home = home
+        self.markers = home / "markers"
+        self.markers.mkdir(parents=True)
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def start_worker(self, machine: str, **extra: str) -> subprocess.Popen[bytes]:
+        log = (self.home / f"worker-{machine}-{len(self.workers)}.log").open("ab")
+        process = subprocess.Popen(
+            [CIRCUS, "worker", "--machine", machine, "--poll", "1"],
+            env={**self.env, "RECORD_MARKER_DIR": str(self.markers), **extra},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(process)
+        return process
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        for process in self.workers:
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.workers.clear()
+
+    def client(self) -> Any:
+        from circus_tasks.dispatch import prefect_client
+
+        return prefect_client()
+
+    def claimed_at(self, job_id: str) -> Any:
+        """When a worker claimed the job's run (its first Pending state)."""
+        job = get_job(job_id)
+        assert job is not None and job.flow_run_id
+        with self.client() as client:
+            states = client.read_flow_run_states(job.flow_run_id)
+        return min(s.timestamp for s in states if s.type.value == "PENDING")
+
+    def run_state(self, job_id: str) -> Any:
+        job = get_job(job_id)
+        assert job is not None and job.flow_run_id
+        with self.client() as client:
+            return client.read_flow_run(job.flow_run_id).state
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("stack") / "home"
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "CIRCUS_HOME": str(home),
+        "CIRCUS_PREFECT_PORT": str(port),
+        "PREFECT_API_URL": api,
+        "CIRCUS_PLUGINS_DIR": str(build_plugins_dir(home.parent / "plugins")),
+        "CIRCUS_HEARTBEAT_SECONDS": "2",
+        "CIRCUS_STALE_AFTER_SECONDS": "20",
+        "CIRCUS_RECONCILE_SECONDS": "3",
+    }
+    saved = dict(os.environ)
+    os.environ.update(env)
+    reset_caches()
+    up = subprocess.run([CIRCUS, "up", "--no-worker"], env=env, capture_output=True, text=True)
+    assert up.returncode == 0, up.stdout + up.stderr
+    stack = Stack(env, home)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            yield stack
+    finally:
+        stack.stop_workers()
+        subprocess.run([CIRCUS, "down"], env=env, capture_output=True)
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_caches()
+
+
+@pytest.fixture(scope="module")
+def series_uid(stack: Stack) -> str:
+    folder = stack.home.parent / "series"
+    write_series(folder, make_volume(6))
+    (uid,) = import_dicom(folder).series_uids
+    return uid
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_twelve_jobs_two_machines_one_at_a_time_priority_first(
+    stack: Stack, series_uid: str
+) -> None:
+    low = [submit_job(RECORD, [series_uid], force=True, user="low").id for _ in range(8)]
+    high = [submit_job(RECORD, [series_uid], priority=5, force=True, user="high").id for _ in range(4)]
+    # machine A gets two workers: its lock must still keep it to one job at a time
+    stack.start_worker("machine-a", RECORD_SECONDS="1")
+    stack.start_worker("machine-a", RECORD_SECONDS="1")
+    stack.start_worker("machine-b", RECORD_SECONDS="1")
+    jobs = [wait_for_job(job_id, 300) for job_id in low + high]
+    stack.stop_workers()
+
+    assert [j.status for j in jobs] == [JobStatus.FINISHED] * 12, [j.error_message for j in jobs]
+    assert {j.machine for j in jobs} == {"machine-a", "machine-b"}
+    for machine in ("machine-a", "machine-b"):
+        spans = sorted(
+            (j.results["results"]["startedAt"], j.results["results"]["endedAt"])  # type: ignore[index]
+            for j in jobs
+            if j.machine == machine
+        )
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            assert start >= end, f"two jobs at once on {machine}"
+    # Priority decides which queued run a free worker claims (Pending): look at claim order.
+    # (A claimed run may then wait for its machine's lock, so start order can differ.)
+    by_claim = sorted(jobs, key=lambda j: stack.claimed_at(j.id))
+    high_ids = set(high)
+    # workers claiming in the same instant may swap one pair at the boundary
+    inversions = sum(
+        1
+        for i, early in enumerate(by_claim)
+        for late in by_claim[i + 1 :]
+        if early.id not in high_ids and late.id in high_ids
+    )
+    assert inversions <= 1, [(j.id in high_ids) for j in by_claim]
+    assert by_claim[0].id in high_ids
+    low_order = [j.id for j in by_claim if j.id not in high_ids]
+    assert sum(a > b for a, b in zip(low_order, low_order[1:], strict=False)) <= 1  # FIFO
+
+
+def test_cancel_racing_the_start_has_one_winner(stack: Stack, series_uid: str) -> None:
+    from prefect.client.schemas.objects import StateType
+
+    stack.start_worker("machine-c", RECORD_SECONDS="0.2")
+    outcomes = {}
+    for attempt in range(8):
+        job_id = submit_job(RECORD, [series_uid], force=True).id
+        wait_until(
+            lambda job_id=job_id: stack.run_state(job_id).type
+            in (StateType.PENDING, StateType.RUNNING),
+            60,
+            "the worker to claim the run",
+        )
+        time.sleep(attempt * 0.6)  # from the claim to well past the start
+        try:
+            cancel_job(job_id, user="racer")
+            outcomes[job_id] = "cancelled"
+        except JobStateError as exc:
+            assert "already being processed" in str(exc) or "finished" in str(exc)
+            outcomes[job_id] = "refused"
+        final = wait_for_job(job_id, 120)
+        ran = (stack.markers / job_id).exists()
+        if outcomes[job_id] == "cancelled":
+            assert final.status == JobStatus.CANCELLED and not ran
+            wait_until(
+                lambda job_id=job_id: stack.run_state(job_id).type == StateType.CANCELLED,
+                60,
+                "the flow run to end Cancelled",
+            )
+        else:
+            assert final.status == JobStatus.FINISHED and ran
+    stack.stop_workers()
+    assert set(outcomes.values()) == {"cancelled", "refused"}, outcomes
+
+
+def flow_process_pids(flow_run_id: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_killed_flow_process_fails_the_job_and_the_next_job_runs(
+    stack: Stack, series_uid: str
+) -> None:
+    stack.start_worker("machine-d")
+    job_id = submit_job("sleepy@1.0.0", [series_uid], force=True).id
+    wait_until(
+        lambda: (j := get_job(job_id)) is not None and j.stage == "main", 90, "the plug-in to start"
+    )
+    job = get_job(job_id)
+    assert job is not None and job.flow_run_id
+    pids = wait_until(lambda: flow_process_pids(job.flow_run_id or ""), 10, "the flow process")
+    killed_at = time.monotonic()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    failed = wait_for_job(job_id, 120)
+    assert failed.status == JobStatus.FAILED
+    assert time.monotonic() - killed_at < 120
+    assert failed.error_message and (
+        "no heartbeat" in failed.error_message or "without finishing" in failed.error_message
+    )
+    nxt = wait_for_job(submit_job(RECORD, [series_uid], force=True).id, 120)
+    assert nxt.status == JobStatus.FINISHED
+    stack.stop_workers()
+
+
+def test_prefect_states_mirror_cancel_and_invalidate(stack: Stack, series_uid: str) -> None:
+    from prefect.client.schemas.objects import StateType
+
+    queued = submit_job(RECORD, [series_uid], force=True)  # no worker runs now
+    cancel_job(queued.id)
+    assert stack.run_state(queued.id).type == StateType.CANCELLED
+
+    stack.start_worker("machine-e")
+    done = wait_for_job(submit_job(RECORD, [series_uid], force=True).id, 120)
+    stack.stop_workers()
+    assert done.status == JobStatus.FINISHED
+    invalidate_job(done.id, reason="wrong series", user="dr-who")
+    state = stack.run_state(done.id)
+    assert state.type == StateType.COMPLETED and state.name == INVALIDATED_STATE_NAME
+
+
+def test_runs_cancelled_or_deleted_in_prefect_cancel_their_jobs(
+    stack: Stack, series_uid: str
+) -> None:
+    from prefect.states import Cancelled
+
+    by_ui = submit_job(RECORD, [series_uid], force=True)
+    deleted = submit_job(RECORD, [series_uid], force=True)
+    with stack.client() as client:
+        client.set_flow_run_state(by_ui.flow_run_id, Cancelled(), force=True)
+        client.delete_flow_run(deleted.flow_run_id)
+    reconcile_once()
+    for job_id, reason in ((by_ui.id, "cancelled in Prefect"), (deleted.id, "deleted in Prefect")):
+        job = get_job(job_id)
+        assert job is not None and job.status == JobStatus.CANCELLED
+
+
+def test_submit_while_prefect_is_down_is_dispatched_later(stack: Stack, series_uid: str) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
+        job = submit_job(RECORD, [SeriesInput(series_uid, "2:5")], force=True)
+    assert job.status == JobStatus.IN_QUEUE and job.flow_run_id is None
+    stack.start_worker("machine-f")  # its reconciler dispatches the job
+    done = wait_for_job(job.id, 120)
+    stack.stop_workers()
+    assert done.status == JobStatus.FINISHED and done.flow_run_id
