@@ -76,7 +76,39 @@ _EXPORTS: dict[str, str] = {
     "JobStatus": "statuses",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CircusError",
+    "DicomImportError",
+    "DuplicateJobError",
+    "ImageRange",
+    "ImportReport",
+    "InvalidRangeError",
+    "JobNotFoundError",
+    "JobStateError",
+    "JobStatus",
+    "PluginError",
+    "PluginNotFoundError",
+    "PrefectUnavailableError",
+    "ResultsError",
+    "SeriesInput",
+    "SeriesNotFoundError",
+    "Settings",
+    "VolumeError",
+    "cancel_job",
+    "get_job",
+    "get_plugin",
+    "get_series",
+    "get_settings",
+    "import_dicom",
+    "invalidate_job",
+    "job_events",
+    "list_jobs",
+    "list_plugins",
+    "list_series",
+    "resolve_auto_range",
+    "submit_job",
+    "wait_for_job",
+]
 
 # Clients reach the embedded server unless PREFECT_API_URL names another one. Set before
 # anything imports Prefect, which reads its settings once.

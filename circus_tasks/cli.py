@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -165,7 +164,9 @@ def jobs_table(rows: list) -> Table:  # type: ignore[type-arg]
     """The job table the CLI and the demo print."""
     table = Table("job id", "plug-in", "status", "stage", "machine", "prio", "series", "error")
     for j in rows:
-        series_text = ", ".join(f"{s.series_uid[-12:]}[{s.start}:{s.end}:{s.delta}]" for s in j.series)
+        series_text = ", ".join(
+            f"{s.series_uid[-12:]}[{s.start}:{s.end}:{s.delta}]" for s in j.series
+        )
         table.add_row(
             j.id,
             j.plugin_id,
@@ -287,4 +288,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

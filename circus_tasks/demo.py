@@ -59,8 +59,10 @@ def run_demo(console: Console, *, timeout: float = 600) -> bool:
 
     # force: a second demo run would otherwise meet the first run's jobs as duplicates
     first = submit_job(PLUGIN, [phantom], user=DEMO_USER, force=True)
-    console.print(f"Registered {first.id} (phantom, auto range -> {first.series[0].start}:"
-                  f"{first.series[0].end}:{first.series[0].delta})")
+    console.print(
+        f"Registered {first.id} (phantom, auto range -> {first.series[0].start}:"
+        f"{first.series[0].end}:{first.series[0].delta})"
+    )
     for uid in (ct, mr):
         expected[submit_job(PLUGIN, [uid], user=DEMO_USER, force=True).id] = JobStatus.FINISHED
     try:

@@ -103,7 +103,9 @@ def register_job(
         existing = find_duplicates(plugin_id, signature, session=session)
         if existing:
             raise DuplicateJobError(existing)
-    job = Job(id=new_job_id(), plugin_id=plugin_id, user=user, priority=priority, signature=signature)
+    job = Job(
+        id=new_job_id(), plugin_id=plugin_id, user=user, priority=priority, signature=signature
+    )
     session.add(job)
     session.flush()
     for position, (uid, image_range) in enumerate(resolved):
@@ -318,7 +320,9 @@ def job_events(job_id: str) -> list[JobEvent]:
     """Every status move of a job, oldest first."""
     with session_scope() as session:
         return list(
-            session.exec(select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id)))
+            session.exec(
+                select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id))
+            )
         )
 
 

@@ -65,9 +65,7 @@ def series_files(job_id: str) -> list[list[Path]]:
         for entry in entries:
             by_number = {
                 image.instance_number: Path(image.path)
-                for image in session.exec(
-                    select(Image).where(Image.series_uid == entry.series_uid)
-                )
+                for image in session.exec(select(Image).where(Image.series_uid == entry.series_uid))
             }
             image_range = ImageRange(entry.start, entry.end, entry.delta)
             image_range.check_exists(by_number, entry.series_uid)

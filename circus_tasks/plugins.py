@@ -138,7 +138,9 @@ def plugin_command(plugin: Plugin, in_dir: Path, out_dir: Path) -> list[str]:
             str(out_dir),
         ]
     assert runner.command is not None
-    return [arg.replace("{in}", str(in_dir)).replace("{out}", str(out_dir)) for arg in runner.command]
+    return [
+        arg.replace("{in}", str(in_dir)).replace("{out}", str(out_dir)) for arg in runner.command
+    ]
 
 
 def run_plugin(plugin: Plugin, in_dir: Path, out_dir: Path, log_path: Path) -> None:

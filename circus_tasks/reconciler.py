@@ -21,7 +21,7 @@ from uuid import UUID
 from sqlmodel import col, select
 
 from circus_tasks.db import session_scope
-from circus_tasks.dispatch import unreachable_errors, prefect_client, try_dispatch, try_mirror_state
+from circus_tasks.dispatch import prefect_client, try_dispatch, try_mirror_state, unreachable_errors
 from circus_tasks.execution import fail_job
 from circus_tasks.jobs import age_seconds, move_status
 from circus_tasks.models import Job, utcnow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from circus_tasks.db import session_scope
 from circus_tasks.errors import SeriesNotFoundError
@@ -39,6 +39,6 @@ def series_images(series_uid: str, *, session: Session) -> list[Image]:
         )
     return list(
         session.exec(
-            select(Image).where(Image.series_uid == series_uid).order_by(Image.instance_number)
+            select(Image).where(Image.series_uid == series_uid).order_by(col(Image.instance_number))
         )
     )

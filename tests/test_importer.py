@@ -24,7 +24,9 @@ def test_import_indexes_series_and_images(home: Path, tmp_path: Path) -> None:
     assert series is not None
     assert (series.patient_id, series.modality, series.image_count) == ("PID7", "CT", 4)
     stored = sorted((get_settings().dicom_dir / uid).glob("*.dcm"))
-    assert len(stored) == 4 and all(p.read_bytes() in {f.read_bytes() for f in files} for p in stored)
+    assert len(stored) == 4 and all(
+        p.read_bytes() in {f.read_bytes() for f in files} for p in stored
+    )
 
 
 def test_importing_twice_changes_nothing(home: Path, tmp_path: Path) -> None:

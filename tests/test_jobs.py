@@ -81,7 +81,9 @@ def test_auto_is_resolved_at_registration(series_factory: SeriesFactory) -> None
 
 def test_series_order_is_kept(series_factory: SeriesFactory) -> None:
     a, b = series_factory(), series_factory()
-    job = get_job(register(SeriesInput(b, "2:4"), SeriesInput(a, ImageRange(5, 1, -2)), plugin=OTHER))
+    job = get_job(
+        register(SeriesInput(b, "2:4"), SeriesInput(a, ImageRange(5, 1, -2)), plugin=OTHER)
+    )
     assert job is not None
     assert [(s.series_uid, s.start, s.end, s.delta) for s in job.series] == [
         (b, 2, 4, 1),
@@ -93,7 +95,9 @@ def test_unknown_series_plugin_and_bad_ranges_are_refused(series_factory: Series
     uid = series_factory(slices=5)
     with pytest.raises(SeriesNotFoundError, match="1.2.3.4 is not imported"):
         register("1.2.3.4")
-    with pytest.raises(PluginNotFoundError, match="Unknown plug-in 'nope@1.0.0'.*lesion-candidates"):
+    with pytest.raises(
+        PluginNotFoundError, match="Unknown plug-in 'nope@1.0.0'.*lesion-candidates"
+    ):
         register(uid, plugin="nope@1.0.0")
     with pytest.raises(InvalidRangeError, match="does not divide"):
         register(SeriesInput(uid, "1:4:2"))
@@ -160,16 +164,22 @@ def test_cancel_from_in_queue(series_factory: SeriesFactory) -> None:
 
 
 @pytest.mark.parametrize("status", [s for s in JobStatus if s != JobStatus.IN_QUEUE])
-def test_cancel_is_refused_unless_in_queue(series_factory: SeriesFactory, status: JobStatus) -> None:
+def test_cancel_is_refused_unless_in_queue(
+    series_factory: SeriesFactory, status: JobStatus
+) -> None:
     job_id = register(series_factory())
     force_status(job_id, status)
-    with pytest.raises(JobStateError, match=f"You cannot cancel this job because its status is {status}"):
+    with pytest.raises(
+        JobStateError, match=f"You cannot cancel this job because its status is {status}"
+    ):
         cancel_job(job_id)
     job = get_job(job_id)
     assert job is not None and job.status == status
 
 
-def test_cancel_of_a_running_job_says_already_being_processed(series_factory: SeriesFactory) -> None:
+def test_cancel_of_a_running_job_says_already_being_processed(
+    series_factory: SeriesFactory,
+) -> None:
     job_id = register(series_factory())
     force_status(job_id, JobStatus.PROCESSING)
     with pytest.raises(JobStateError, match="already being processed"):
@@ -242,11 +252,19 @@ def test_cancel_and_start_race_has_exactly_one_winner(series_factory: SeriesFact
         barrier = threading.Barrier(2)
         result: dict[str, object] = {}
 
-        def start(job_id: str = job_id) -> None:
+        def start(
+            job_id: str = job_id,
+            barrier: threading.Barrier = barrier,
+            result: dict[str, object] = result,
+        ) -> None:
             barrier.wait()
             result["claimed"] = claim_job(job_id, machine="m", flow_run_id=None)
 
-        def cancel(job_id: str = job_id) -> None:
+        def cancel(
+            job_id: str = job_id,
+            barrier: threading.Barrier = barrier,
+            result: dict[str, object] = result,
+        ) -> None:
             barrier.wait()
             try:
                 cancel_job(job_id)

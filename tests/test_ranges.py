@@ -54,7 +54,11 @@ def test_invalid_ranges_are_refused(args: tuple[object, object, object], message
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1:5", ImageRange(1, 5, 1)), ("10:2:-2", ImageRange(10, 2, -2)), (" 3:3:1 ", ImageRange(3, 3))],
+    [
+        ("1:5", ImageRange(1, 5, 1)),
+        ("10:2:-2", ImageRange(10, 2, -2)),
+        (" 3:3:1 ", ImageRange(3, 3)),
+    ],
 )
 def test_parse(text: str, expected: ImageRange) -> None:
     assert ImageRange.parse(text) == expected

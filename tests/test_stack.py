@@ -19,7 +19,15 @@ import pytest
 from circus_tasks.db import reset_caches
 from circus_tasks.errors import JobStateError
 from circus_tasks.importer import import_dicom
-from circus_tasks.jobs import SeriesInput, cancel_job, get_job, invalidate_job, submit_job, wait_for_job
+from circus_tasks.jobs import (
+    SeriesInput,
+    cancel_job,
+    get_job,
+    invalidate_job,
+    job_events,
+    submit_job,
+    wait_for_job,
+)
 from circus_tasks.reconciler import reconcile_once
 from circus_tasks.statuses import INVALIDATED_STATE_NAME, JobStatus
 from circus_tasks.synthetic import write_series
@@ -149,7 +157,9 @@ def test_twelve_jobs_two_machines_one_at_a_time_priority_first(
     stack: Stack, series_uid: str
 ) -> None:
     low = [submit_job(RECORD, [series_uid], force=True, user="low").id for _ in range(8)]
-    high = [submit_job(RECORD, [series_uid], priority=5, force=True, user="high").id for _ in range(4)]
+    high = [
+        submit_job(RECORD, [series_uid], priority=5, force=True, user="high").id for _ in range(4)
+    ]
     # machine A gets two workers: its lock must still keep it to one job at a time
     stack.start_worker("machine-a", RECORD_SECONDS="1")
     stack.start_worker("machine-a", RECORD_SECONDS="1")
@@ -192,8 +202,9 @@ def test_cancel_racing_the_start_has_one_winner(stack: Stack, series_uid: str) -
     for attempt in range(8):
         job_id = submit_job(RECORD, [series_uid], force=True).id
         wait_until(
-            lambda job_id=job_id: stack.run_state(job_id).type
-            in (StateType.PENDING, StateType.RUNNING),
+            lambda job_id=job_id: (
+                stack.run_state(job_id).type in (StateType.PENDING, StateType.RUNNING)
+            ),
             60,
             "the worker to claim the run",
         )
@@ -288,6 +299,7 @@ def test_runs_cancelled_or_deleted_in_prefect_cancel_their_jobs(
     for job_id, reason in ((by_ui.id, "cancelled in Prefect"), (deleted.id, "deleted in Prefect")):
         job = get_job(job_id)
         assert job is not None and job.status == JobStatus.CANCELLED
+        assert reason in (job_events(job_id)[-1].reason or "")
 
 
 def test_submit_while_prefect_is_down_is_dispatched_later(stack: Stack, series_uid: str) -> None:

@@ -1,4 +1,4 @@
-"""Test plug-in: leaves a valid results.json behind, then crashes (CIRCUS would call it finished)."""
+"""Test plug-in: leaves a valid results.json, then crashes (CIRCUS would say finished)."""
 
 import json
 import sys
