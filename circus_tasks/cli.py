@@ -14,7 +14,8 @@ from rich.table import Table
 from circus_tasks.errors import CircusError
 
 app = typer.Typer(help="CIRCUS CS jobs on Prefect.", no_args_is_help=True, add_completion=False)
-console = Console()
+# Not a terminal (make, CI, a pipe): wide enough for the job table all the same.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _fail(exc: Exception) -> None:
@@ -36,6 +37,9 @@ def up(
         stack.start_server()
     with console.status("Creating the work pool and deployments ..."):
         stack.ensure_pool_and_deployments()
+    from circus_tasks.plugins import sync_plugins
+
+    console.print(f"Plug-ins: {', '.join(p.plugin_id for p in sync_plugins()) or 'none'}")
     if worker:
         pid = stack.start_worker()
         console.print(f"Worker for machine [bold]{settings.machine}[/bold] runs (pid {pid}).")

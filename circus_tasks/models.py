@@ -60,6 +60,21 @@ class Image(ImageBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
 
 
+class PluginRecord(SQLModel, table=True):
+    """A plug-in as last registered: its manifest and folder, kept even if the folder goes."""
+
+    __tablename__ = "plugin"
+
+    plugin_id: str = Field(primary_key=True, description="name@version")
+    name: str = Field(index=True)
+    version: str
+    type: str = "CAD"
+    description: str = ""
+    path: str
+    manifest: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    registered_at: datetime = Field(default_factory=utcnow)
+
+
 class JobBase(SQLModel):
     """The CIRCUS job record."""
 

@@ -104,9 +104,32 @@ def discover_plugins(plugins_dir: Path | None = None) -> dict[str, Plugin]:
     return found
 
 
+def sync_plugins() -> list[Plugin]:
+    """Find the plug-ins and record each in the plug-in table (insert or update)."""
+    from circus_tasks.db import session_scope
+    from circus_tasks.models import PluginRecord, utcnow
+
+    plugins = sorted(discover_plugins().values(), key=lambda p: p.plugin_id)
+    with session_scope() as session:
+        for plugin in plugins:
+            record = session.get(PluginRecord, plugin.plugin_id) or PluginRecord(
+                plugin_id=plugin.plugin_id,
+                name=plugin.manifest.plugin_name,
+                version=plugin.manifest.version,
+                path=str(plugin.path),
+            )
+            record.type = plugin.manifest.type
+            record.description = plugin.manifest.description
+            record.path = str(plugin.path)
+            record.manifest = plugin.manifest.model_dump(mode="json", by_alias=True)
+            record.registered_at = utcnow()
+            session.add(record)
+    return plugins
+
+
 def list_plugins() -> list[Plugin]:
-    """The registered plug-ins, sorted by id."""
-    return sorted(discover_plugins().values(), key=lambda p: p.plugin_id)
+    """The plug-ins found in the plug-ins folder, sorted by id (and recorded in the table)."""
+    return sync_plugins()
 
 
 def get_plugin(plugin_id: str) -> Plugin:

@@ -285,3 +285,18 @@ def test_cancel_and_start_race_has_exactly_one_winner(series_factory: SeriesFact
         assert len(job_events(job_id)) == 2
         outcomes.append(result["claimed"])
     assert outcomes  # both outcomes are legal; each run had exactly one winner
+
+
+def test_plugins_are_recorded_in_the_plugin_table(home: object) -> None:
+    from sqlmodel import select
+
+    from circus_tasks.models import PluginRecord
+    from circus_tasks.plugins import list_plugins
+
+    ids = [p.plugin_id for p in list_plugins()]
+    assert PLUGIN in ids and OTHER in ids
+    with session_scope() as session:
+        records = {r.plugin_id: r for r in session.exec(select(PluginRecord))}
+    assert set(records) == set(ids)
+    assert records[PLUGIN].manifest["pluginName"] == "lesion-candidates"
+    assert records[PLUGIN].version == "1.0.0"

@@ -1,0 +1,132 @@
+"""The job rules on PostgreSQL (the production database): a throw-away cluster for this module."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from circus_tasks.db import reset_caches, session_scope
+from circus_tasks.errors import DuplicateJobError, JobStateError
+from circus_tasks.execution import claim_job, finish_job
+from circus_tasks.jobs import cancel_job, get_job, invalidate_job, list_jobs, register_job
+from circus_tasks.statuses import JobStatus
+from tests.test_stack import free_port
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("initdb") is None or shutil.which("pg_ctl") is None,
+    reason="PostgreSQL server binaries (initdb, pg_ctl) are not on the PATH",
+)
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """initdb refuses to run as root: run the cluster as the postgres user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    # not under pytest's temp folder: that one is private to root, and the cluster runs as postgres
+    root = Path(tempfile.mkdtemp(prefix="circus-pg-"))
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres(["initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"]),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        _as_postgres(
+            ["pg_ctl", "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-c",
+                "CREATE DATABASE circus",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/circus"
+    finally:
+        subprocess.run(
+            _as_postgres(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+
+
+@pytest.fixture
+def pg_home(home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CIRCUS_DATABASE_URL", postgres_url)
+    reset_caches()
+    return home
+
+
+def test_jobs_on_postgres(pg_home: Path, series_factory: Callable[..., str]) -> None:
+    uid = series_factory(slices=4)
+    with session_scope() as session:
+        first = register_job("lesion-candidates@1.0.0", [uid], user="pg", session=session).id
+    with pytest.raises(DuplicateJobError), session_scope() as session:
+        register_job("lesion-candidates@1.0.0", [uid], session=session)
+    assert [j.id for j in list_jobs(series_uid=uid, user="pg")] == [first]
+    assert claim_job(first, machine="pg-machine", flow_run_id=None)
+    with pytest.raises(JobStateError, match="already being processed"):
+        cancel_job(first)
+    assert finish_job(first, {"results": {"lesionCandidates": []}})
+    job = invalidate_job(first, reason="test", user="pg")
+    assert job.status == JobStatus.INVALIDATED
+    assert get_job(first).results == {"results": {"lesionCandidates": []}}  # type: ignore[union-attr]
+
+
+def test_cancel_and_start_race_on_postgres(
+    pg_home: Path, series_factory: Callable[..., str]
+) -> None:
+    uid = series_factory()
+    for _ in range(30):
+        with session_scope() as session:
+            job_id = register_job("record@1.0.0", [uid], force=True, session=session).id
+        barrier = threading.Barrier(2)
+        outcome: dict[str, bool] = {}
+
+        def start(job_id: str = job_id, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            outcome["claimed"] = claim_job(job_id, machine="m", flow_run_id=None)
+
+        def cancel(job_id: str = job_id, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                cancel_job(job_id)
+                outcome["cancelled"] = True
+            except JobStateError:
+                outcome["cancelled"] = False
+
+        threads = [threading.Thread(target=start), threading.Thread(target=cancel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcome["claimed"] != outcome["cancelled"]
