@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +80,36 @@ def session(home: Path):  # type: ignore[no-untyped-def]
     """A database session on the test's home, committed at the end."""
     with session_scope() as s:
         yield s
+
+
+def race_cancel_and_start(job_id: str) -> tuple[bool, bool]:
+    """Fire ``cancel_job`` and the flow's ``claim_job`` at the same instant from two threads.
+
+    Returns:
+        (claimed, cancelled): whether each side won.
+    """
+    from circus_tasks.errors import JobStateError
+    from circus_tasks.execution import claim_job
+    from circus_tasks.jobs import cancel_job
+
+    barrier = threading.Barrier(2)
+    outcome: dict[str, bool] = {}
+
+    def start() -> None:
+        barrier.wait()
+        outcome["claimed"] = claim_job(job_id, machine="racer", flow_run_id=None)
+
+    def cancel() -> None:
+        barrier.wait()
+        try:
+            cancel_job(job_id)
+            outcome["cancelled"] = True
+        except JobStateError:
+            outcome["cancelled"] = False
+
+    threads = [threading.Thread(target=start), threading.Thread(target=cancel)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome["claimed"], outcome["cancelled"]

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from circus_tasks.errors import DuplicateJobError, JobStateError
 from circus_tasks.execution import claim_job, finish_job
 from circus_tasks.jobs import cancel_job, get_job, invalidate_job, list_jobs, register_job
 from circus_tasks.statuses import JobStatus
+from tests.conftest import race_cancel_and_start
 from tests.test_stack import free_port
 
 pytestmark = pytest.mark.skipif(
@@ -109,24 +109,8 @@ def test_cancel_and_start_race_on_postgres(
     for _ in range(30):
         with session_scope() as session:
             job_id = register_job("record@1.0.0", [uid], force=True, session=session).id
-        barrier = threading.Barrier(2)
-        outcome: dict[str, bool] = {}
-
-        def start(job_id: str = job_id, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            outcome["claimed"] = claim_job(job_id, machine="m", flow_run_id=None)
-
-        def cancel(job_id: str = job_id, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                cancel_job(job_id)
-                outcome["cancelled"] = True
-            except JobStateError:
-                outcome["cancelled"] = False
-
-        threads = [threading.Thread(target=start), threading.Thread(target=cancel)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert outcome["claimed"] != outcome["cancelled"]
+        claimed, cancelled = race_cancel_and_start(job_id)
+        assert claimed != cancelled
+        job = get_job(job_id)
+        assert job is not None
+        assert job.status == (JobStatus.PROCESSING if claimed else JobStatus.CANCELLED)
