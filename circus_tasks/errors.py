@@ -32,6 +32,18 @@ class PluginError(CircusError, RuntimeError):
     """A plug-in's manifest is invalid, or its run failed."""
 
 
+class InputConditionError(CircusError, ValueError):
+    """A job breaks the input conditions its plug-in declares (``force`` does not help)."""
+
+    def __init__(self, plugin_id: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"The job does not meet the input conditions of plug-in {plugin_id}: "
+            + "; ".join(problems)
+            + ". Pick series that do, or another plug-in."
+        )
+
+
 class SeriesNotFoundError(CircusError, LookupError):
     """No imported series has this UID."""
 

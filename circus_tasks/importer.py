@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -95,6 +96,38 @@ def read_header(path: Path) -> pydicom.Dataset:
     return ds
 
 
+def orientation_of(ds: pydicom.Dataset) -> str:
+    """axial, coronal, sagittal (the axis the slice normal is nearest), oblique, or ""."""
+    cosines = ds.get("ImageOrientationPatient")
+    if cosines is None or len(cosines) != 6:
+        return ""
+    row, col = [float(v) for v in cosines[:3]], [float(v) for v in cosines[3:]]
+    normal = (
+        row[1] * col[2] - row[2] * col[1],
+        row[2] * col[0] - row[0] * col[2],
+        row[0] * col[1] - row[1] * col[0],
+    )
+    axis = max(range(3), key=lambda i: abs(normal[i]))
+    if abs(normal[axis]) < 0.9:
+        return "oblique"
+    return ("sagittal", "coronal", "axial")[axis]
+
+
+def series_geometry(ds: pydicom.Dataset) -> dict[str, Any]:
+    """What the input conditions check, read from one image of the series."""
+    spacing = ds.get("PixelSpacing")
+    return {
+        "rows": int(ds.Rows) if "Rows" in ds else None,
+        "columns": int(ds.Columns) if "Columns" in ds else None,
+        "pixel_spacing_row": float(spacing[0]) if spacing else None,
+        "pixel_spacing_col": float(spacing[1]) if spacing else None,
+        "orientation": orientation_of(ds),
+        "attributes": sorted(
+            e.keyword for e in ds if e.keyword and e.keyword != "PixelData" and not e.is_empty
+        ),
+    }
+
+
 def _z_of(ds: pydicom.Dataset) -> float | None:
     position = ds.get("ImagePositionPatient")
     if position is None or len(position) != 3:
@@ -145,6 +178,7 @@ def import_dicom(
                     modality=str(ds.get("Modality", "")),
                     description=str(ds.get("SeriesDescription", "")),
                     series_date=str(ds.get("SeriesDate", "") or ds.get("StudyDate", "")),
+                    **series_geometry(ds),
                 )
                 session.add(series)
                 session.flush()

@@ -17,9 +17,15 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 from ulid import ULID
 
+from circus_tasks.conditions import SeriesUse, unmet_conditions
 from circus_tasks.db import session_scope
-from circus_tasks.errors import DuplicateJobError, JobNotFoundError, JobStateError
-from circus_tasks.models import Job, JobEvent, JobRead, JobSeries, JobSeriesBase, utcnow
+from circus_tasks.errors import (
+    DuplicateJobError,
+    InputConditionError,
+    JobNotFoundError,
+    JobStateError,
+)
+from circus_tasks.models import Job, JobEvent, JobRead, JobSeries, JobSeriesBase, Series, utcnow
 from circus_tasks.plugins import get_plugin
 from circus_tasks.ranges import AUTO, ImageRange, resolve_auto_range
 from circus_tasks.series import series_images
@@ -94,10 +100,14 @@ def register_job(
     Raises:
         PluginNotFoundError, SeriesNotFoundError, InvalidRangeError, DuplicateJobError.
     """
-    get_plugin(plugin_id)
+    plugin = get_plugin(plugin_id)
     if not series:
         raise JobStateError("A job needs at least one series.")
     resolved = resolve_series(series, session=session)
+    uses = [SeriesUse(session.get(Series, uid), r.count) for uid, r in resolved]  # type: ignore[arg-type]
+    problems = unmet_conditions(plugin.manifest.input_conditions, uses)
+    if problems:
+        raise InputConditionError(plugin_id, problems)
     signature = job_signature(resolved)
     if not force:
         existing = find_duplicates(plugin_id, signature, session=session)

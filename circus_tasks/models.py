@@ -30,6 +30,16 @@ class SeriesBase(SQLModel):
     description: str = Field(default="")
     series_date: str = Field(default="", max_length=8)
     image_count: int = 0
+    rows: int | None = None
+    columns: int | None = None
+    pixel_spacing_row: float | None = None
+    pixel_spacing_col: float | None = None
+    orientation: str = Field(default="", description="axial, coronal, sagittal or oblique")
+    attributes: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON),
+        description="keywords of the top-level attributes of the series' first image",
+    )
 
 
 class Series(SeriesBase, table=True):

@@ -1,61 +1,26 @@
-"""Plug-ins: found as folders with a ``plugin.json`` manifest, run as child processes."""
+"""The plug-in registry: folders with a ``plugin.json``, found under the plug-ins folder."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel
 
 from circus_tasks.errors import PluginError, PluginNotFoundError
+from circus_tasks.manifest import MANIFEST, PluginManifest, load_manifest
+from circus_tasks.runners import docker_engine_problem, machine_isolation, run_plugin
 from circus_tasks.settings import get_settings
 
-MANIFEST = "plugin.json"
-SEMVER = r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
-
-
-class Runner(BaseModel):
-    """How to run a plug-in: a Python callable ``module:function`` or a command line.
-
-    The command's arguments may use ``{in}`` and ``{out}`` for the input and output folders.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    python: str | None = Field(default=None, pattern=r"^[\w.]+:[\w]+$")
-    command: list[str] | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Runner:
-        if (self.python is None) == (self.command is None):
-            raise ValueError("give exactly one of 'python' (module:function) or 'command'")
-        return self
-
-
-class PluginManifest(BaseModel):
-    """The CIRCUS manifest fields plus how to run the plug-in."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    plugin_name: str = Field(alias="pluginName", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    version: str = Field(pattern=SEMVER)
-    type: Literal["CAD"] = "CAD"
-    description: str = ""
-    icon: dict[str, str] | None = None
-    display_strategy: list[dict[str, object]] | None = Field(default=None, alias="displayStrategy")
-    runner: Runner
-    timeout: int = Field(default=3000, gt=0)
-
-    @property
-    def plugin_id(self) -> str:
-        """``name@version``: two versions of a plug-in live side by side."""
-        return f"{self.plugin_name}@{self.version}"
+__all__ = [
+    "Plugin",
+    "InvalidPlugin",
+    "discover_plugins",
+    "find_invalid_plugins",
+    "get_plugin",
+    "list_plugins",
+    "run_plugin",
+    "sync_plugins",
+]
 
 
 class Plugin(BaseModel):
@@ -65,35 +30,36 @@ class Plugin(BaseModel):
     path: Path
     manifest: PluginManifest
 
+    def unavailable_reason(self) -> str | None:
+        """``None`` if this machine can run the plug-in, else why not."""
+        if self.manifest.runner.docker is not None:
+            return docker_engine_problem()
+        return None
 
-def load_manifest(folder: Path) -> PluginManifest:
-    """Read and validate ``folder/plugin.json``.
+    def isolation(self) -> str:
+        """How the plug-in is fenced in on this machine."""
+        if self.manifest.runner.docker is not None:
+            return "Docker: network none, input read-only, /circus/in and /circus/out"
+        return machine_isolation().describe()
 
-    Raises:
-        PluginError: naming every problem of the manifest.
-    """
-    path = folder / MANIFEST
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PluginError(f"Cannot read plug-in manifest {path}: {exc}") from None
-    try:
-        return PluginManifest.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise PluginError(f"Invalid plug-in manifest {path}: {problems}") from None
+
+class InvalidPlugin(BaseModel):
+    """A plug-in folder whose manifest was refused, with every problem named."""
+
+    path: Path
+    problem: str
+
+
+def _folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / MANIFEST).is_file())
 
 
 def discover_plugins(plugins_dir: Path | None = None) -> dict[str, Plugin]:
     """Every plug-in folder under ``plugins_dir`` whose manifest is valid, by id."""
-    root = plugins_dir or get_settings().plugins_dir
     found: dict[str, Plugin] = {}
-    if not root.is_dir():
-        return found
-    for folder in sorted(p for p in root.iterdir() if (p / MANIFEST).is_file()):
+    for folder in _folders(plugins_dir or get_settings().plugins_dir):
         try:
             manifest = load_manifest(folder)
         except PluginError:
@@ -102,6 +68,17 @@ def discover_plugins(plugins_dir: Path | None = None) -> dict[str, Plugin]:
             plugin_id=manifest.plugin_id, path=folder.resolve(), manifest=manifest
         )
     return found
+
+
+def find_invalid_plugins(plugins_dir: Path | None = None) -> list[InvalidPlugin]:
+    """The plug-in folders that are refused, each with its manifest's problems."""
+    refused = []
+    for folder in _folders(plugins_dir or get_settings().plugins_dir):
+        try:
+            load_manifest(folder)
+        except PluginError as exc:
+            refused.append(InvalidPlugin(path=folder, problem=str(exc)))
+    return refused
 
 
 def sync_plugins() -> list[Plugin]:
@@ -145,83 +122,3 @@ def get_plugin(plugin_id: str) -> Plugin:
             f"Unknown plug-in {plugin_id!r}; registered plug-ins: {known} (see circus plugins)."
         )
     return plugins[plugin_id]
-
-
-def plugin_command(plugin: Plugin, in_dir: Path, out_dir: Path) -> list[str]:
-    """The command line that runs ``plugin`` on ``in_dir`` -> ``out_dir``."""
-    runner = plugin.manifest.runner
-    if runner.python is not None:
-        return [
-            sys.executable,
-            "-m",
-            "circus_tasks.plugin_host",
-            str(plugin.path),
-            runner.python,
-            str(in_dir),
-            str(out_dir),
-        ]
-    assert runner.command is not None
-    return [
-        arg.replace("{in}", str(in_dir)).replace("{out}", str(out_dir)) for arg in runner.command
-    ]
-
-
-def run_plugin(plugin: Plugin, in_dir: Path, out_dir: Path, log_path: Path) -> None:
-    """Run a plug-in in its own process group, its output appended to ``log_path``.
-
-    The whole process group is killed on time-out, and when the caller is interrupted
-    (including Prefect cancelling the flow run).
-
-    Raises:
-        PluginError: on a non-zero exit or a time-out.
-    """
-    timeout = plugin.manifest.timeout
-    command = plugin_command(plugin, in_dir, out_dir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CIRCUS_"))}
-    with log_path.open("a", encoding="utf-8") as log:
-        log.write(f"[runner] {time.strftime('%Y-%m-%dT%H:%M:%S')} start {plugin.plugin_id}\n")
-        log.write(f"[runner] command: {' '.join(command)}\n")
-        log.flush()
-        process = subprocess.Popen(
-            command,
-            cwd=plugin.path,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            preexec_fn=_die_with_parent,
-        )
-        try:
-            code = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            log.write(f"[runner] timed out after {timeout} s; process group killed\n")
-            raise PluginError(f"Plug-in {plugin.plugin_id} timed out after {timeout} s.") from None
-        except BaseException:
-            _kill_group(process)
-            log.write("[runner] interrupted; process group killed\n")
-            raise
-        log.write(f"[runner] exit code {code}\n")
-    if code != 0:
-        raise PluginError(
-            f"Plug-in {plugin.plugin_id} exited with code {code}; "
-            "its output is in plugin-log.txt (circus show JOB)."
-        )
-
-
-def _die_with_parent() -> None:
-    """In the child: have Linux kill the plug-in if the job's process dies (no orphans)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()

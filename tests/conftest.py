@@ -6,6 +6,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,6 +58,7 @@ def series_factory(home: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
         *,
         modality: str = "CT",
         slices: int | None = None,
+        **series_options: Any,
     ) -> str:
         count = len(numbers) if numbers is not None else (slices or 5)
         folder = tmp_path / f"series-{next(counter)}"
@@ -66,6 +68,7 @@ def series_factory(home: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
             instance_numbers=numbers,
             z_positions=z,
             modality=modality,
+            **series_options,
         )
         report = import_dicom(folder)
         assert not report.problems, report.problems

@@ -66,7 +66,7 @@ def test_lesion_candidates_job_end_to_end_without_prefect(home: Path, tmp_path: 
     stored = results_folder(job_id)
     assert sorted(p.name for p in stored.iterdir()) == [PLUGIN_LOG, "preview.png", "results.json"]
     log = (stored / PLUGIN_LOG).read_text()
-    assert "[runner] exit code 0" in log and "Found 3 candidate(s)" in log
+    assert "exit code 0" in log and "Found 3 candidate(s)" in log and "isolation:" in log
 
 
 def test_two_series_become_volumes_0_and_1_in_job_order(series_factory: SeriesFactory) -> None:
