@@ -156,6 +156,26 @@ def mirror_state(job_id: str) -> None:
         raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
 
 
+def request_cancellation(job_id: str) -> None:
+    """Move a running job's flow run to Cancelling: Prefect stops the flow process.
+
+    Raises:
+        PrefectUnavailableError: when Prefect does not answer.
+    """
+    from prefect.states import Cancelling
+
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.flow_run_id is None:
+            return
+        run_id, who = job.flow_run_id, job.abort_requested_by
+    try:
+        with prefect_client() as client:
+            client.set_flow_run_state(run_id, Cancelling(message=f"aborted by {who}"), force=True)
+    except unreachable_errors() as exc:
+        raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
+
+
 def try_mirror_state(job_id: str) -> None:
     """:func:`mirror_state`, leaving it to the reconciler if Prefect does not answer."""
     try:

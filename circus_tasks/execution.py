@@ -25,6 +25,10 @@ from circus_tasks.statuses import JobStage, JobStatus
 log = logging.getLogger(__name__)
 
 
+PREFECT_USER = "a Prefect UI or API user"
+"""Who aborted a running job whose flow run was cancelled in Prefect, not through CIRCUS."""
+
+
 @contextmanager
 def machine_lock(machine: str) -> Iterator[None]:
     """Hold this machine's lock: one job at a time, however many workers run here.
@@ -147,8 +151,22 @@ def fail_job(
         )
 
 
-def error_message(exc: BaseException) -> str:
-    """A readable message for a job that failed with ``exc``."""
+def aborted_by(job_id: str) -> str | None:
+    """Who asked to abort the job, if anyone did."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        return job.abort_requested_by if job else None
+
+
+def error_message(exc: BaseException, job_id: str | None = None) -> str:
+    """A readable message for a job that failed with ``exc`` ("aborted by USER" if it was)."""
+    from prefect.exceptions import TerminationSignal
+
+    who = aborted_by(job_id) if job_id else None
+    if who is None and isinstance(exc, TerminationSignal):
+        who = PREFECT_USER  # the run was cancelled in Prefect, not through CIRCUS
+    if who:
+        return f"aborted by {who}"
     if isinstance(exc, CircusError):
         return str(exc)
     if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -183,5 +201,5 @@ def job_execution(job_id: str, flow_run_id: str | None = None) -> Iterator[Execu
             try:
                 yield Execution(job_id, True, machine)
             except BaseException as exc:
-                fail_job(job_id, error_message(exc), by=f"machine:{machine}")
+                fail_job(job_id, error_message(exc, job_id), by=f"machine:{machine}")
                 raise

@@ -247,6 +247,39 @@ def cancel_job(job_id: str, *, user: str | None = None) -> JobRead:
     return _read(job_id)
 
 
+def abort_job(job_id: str, *, user: str | None = None) -> JobRead:
+    """Stop a ``processing`` job through Prefect's cancellation (CIRCUS cannot).
+
+    The plug-in's processes are killed, the job ends ``failed`` with "aborted by USER", and the
+    machine takes its next job.
+
+    Raises:
+        JobNotFoundError, JobStateError ("You cannot abort this job because its status is X").
+    """
+    from circus_tasks.dispatch import request_cancellation
+
+    who = user or "unknown user"
+    with session_scope() as session:
+        job = _require(job_id, session)
+        result = session.execute(
+            update(Job)
+            .where(
+                col(Job.id) == job_id,
+                col(Job.status) == JobStatus.PROCESSING,
+                col(Job.abort_requested_by).is_(None),
+            )
+            .values(abort_requested_by=who, updated_at=utcnow())
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            session.refresh(job)
+            if job.status != JobStatus.PROCESSING:
+                raise JobStateError(
+                    f"You cannot abort this job because its status is {job.status}."
+                )
+    request_cancellation(job_id)
+    return _read(job_id)
+
+
 def invalidate_job(job_id: str, *, reason: str, user: str | None = None) -> JobRead:
     """Mark a ``finished`` job invalid (who, when, why); its flow run shows "Invalidated".
 

@@ -99,6 +99,7 @@ class JobBase(SQLModel):
     machine: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    abort_requested_by: str | None = None
     invalidated_by: str | None = None
     invalidated_at: datetime | None = None
     invalidation_reason: str | None = None

@@ -18,11 +18,12 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from circus_tasks.db import session_scope
 from circus_tasks.dispatch import prefect_client, try_dispatch, try_mirror_state, unreachable_errors
-from circus_tasks.execution import fail_job
+from circus_tasks.execution import PREFECT_USER, fail_job
 from circus_tasks.jobs import age_seconds, move_status
 from circus_tasks.models import Job, utcnow
 from circus_tasks.settings import get_settings
@@ -111,12 +112,17 @@ def reconcile_once() -> list[str]:
 
     for job in processing:
         run = runs.get(job.flow_run_id) if job.flow_run_id else None
+        if run is not None and run.state is not None and not job.abort_requested_by:
+            if run.state.type.value in ("CANCELLING", "CANCELLED"):
+                job.abort_requested_by = _mark_aborted(job.id, PREFECT_USER)
         if run is None or run.state is None or not run.state.is_final():
             continue
         if (age_seconds(run.state.timestamp) or 0) < ENDED_RUN_GRACE_SECONDS:
             continue
         message = (
-            f"The job's flow run ended {run.state.type.value} without finishing the job: "
+            f"aborted by {job.abort_requested_by}"
+            if job.abort_requested_by
+            else f"The job's flow run ended {run.state.type.value} without finishing the job: "
             f"{run.state.message or run.state.name}"
         )
         if fail_job(job.id, message, by="reconciler", prefect_state=run.state.type.value):
@@ -135,6 +141,16 @@ def reconcile_once() -> list[str]:
             try_mirror_state(job.id)
             actions.append(f"{job.id}: Prefect state set to {job.status}")
     return actions
+
+
+def _mark_aborted(job_id: str, who: str) -> str:
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(col(Job.id) == job_id, col(Job.abort_requested_by).is_(None))
+            .values(abort_requested_by=who)
+        )
+    return who
 
 
 def _end_queued(job: Job, to: JobStatus, reason: str) -> list[str]:

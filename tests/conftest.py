@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -28,12 +29,31 @@ def build_plugins_dir(target: Path) -> Path:
     return target
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh CIRCUS_HOME (its own SQLite database) with every plug-in registered."""
-    home = tmp_path / "circus-home"
+@pytest.fixture(scope="session")
+def plugins_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped and the test plug-ins, copied once per session."""
+    return build_plugins_dir(tmp_path_factory.mktemp("plugins"))
+
+
+@pytest.fixture(autouse=True)
+def home(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    plugins_dir: Path,
+) -> Iterator[Path]:
+    """A fresh CIRCUS_HOME (its own SQLite database) with every plug-in registered.
+
+    Used by every test, so that none touches ``~/.circus``; the tests that run the real stack
+    (marked ``worker``) share their module's home instead.
+    """
+    if request.node.get_closest_marker("worker") is not None:
+        yield Path(os.environ["CIRCUS_HOME"])
+        return
+    root = tmp_path_factory.mktemp("circus")
+    home = root / "circus-home"
     monkeypatch.setenv("CIRCUS_HOME", str(home))
-    monkeypatch.setenv("CIRCUS_PLUGINS_DIR", str(build_plugins_dir(tmp_path / "plugins")))
+    monkeypatch.setenv("CIRCUS_PLUGINS_DIR", str(plugins_dir))
     monkeypatch.setenv("CIRCUS_MACHINE", "test-machine")
     monkeypatch.delenv("CIRCUS_DATABASE_URL", raising=False)
     reset_caches()

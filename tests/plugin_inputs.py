@@ -52,8 +52,8 @@ def write_input(
         raise ValueError(f"dtype {volume.dtype} has no MetaImage element type here")
     folder.mkdir(parents=True, exist_ok=True)
     slices, rows, cols = volume.shape
-    order = ">" if big_endian else "<"
-    volume.astype(volume.dtype.newbyteorder(order)).tofile(folder / f"{index}.raw")
+    stored_dtype = volume.dtype.newbyteorder(">" if big_endian else "<")
+    volume.astype(stored_dtype).tofile(folder / f"{index}.raw")
     sx, sy, sz = spacing_xyz
     header = (
         "ObjectType = Image\n"

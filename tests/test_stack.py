@@ -312,3 +312,50 @@ def test_submit_while_prefect_is_down_is_dispatched_later(stack: Stack, series_u
     done = wait_for_job(job.id, 120)
     stack.stop_workers()
     assert done.status == JobStatus.FINISHED and done.flow_run_id
+
+
+def plugin_processes(marker: str) -> list[int]:
+    """Process ids whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if entry.name.isdigit() and marker in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("how", ["circus", "prefect"])
+def test_abort_a_running_job(stack: Stack, series_uid: str, how: str) -> None:
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelling
+
+    from circus_tasks.jobs import abort_job
+
+    stack.start_worker("machine-g")
+    job_id = submit_job("sleepy@1.0.0", [series_uid], force=True).id
+    job = wait_until(
+        lambda: (j := get_job(job_id)) is not None and j.stage == "main" and j, 90, "the plug-in"
+    )
+    assert plugin_processes("print('sleeping'")
+    started = time.monotonic()
+    if how == "circus":
+        abort_job(job_id, user="dr-abort")
+        who = "dr-abort"
+    else:  # the Cancel button of the Prefect UI does this
+        with stack.client() as client:
+            client.set_flow_run_state(job.flow_run_id, Cancelling(), force=True)
+        who = "a Prefect UI or API user"
+    failed = wait_for_job(job_id, 60)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error_message == f"aborted by {who}"
+    assert time.monotonic() - started < 30
+    wait_until(lambda: not plugin_processes("print('sleeping'"), 10, "the plug-in to be gone")
+    wait_until(
+        lambda: stack.run_state(job_id).type == StateType.CANCELLED, 60, "the run to end Cancelled"
+    )
+    nxt = wait_for_job(submit_job(RECORD, [series_uid], force=True).id, 120)
+    assert nxt.status == JobStatus.FINISHED
+    stack.stop_workers()

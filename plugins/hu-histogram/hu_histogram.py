@@ -143,12 +143,10 @@ def count_stored(
         stop = start + 1
         while stop < len(rescale) and rescale[stop] == rescale[start]:
             stop += 1
-        run = (
-            values
-            if (start, stop) == (0, len(rescale))
-            else values[start * slice_size : stop * slice_size]
-        )
-        counts.setdefault(rescale[start], Counter()).update(run)
+        # Slices start..stop-1 share one rescale: count them in one pass (no copy if all do).
+        whole = (start, stop) == (0, len(rescale))
+        block = values if whole else values[start * slice_size : stop * slice_size]
+        counts.setdefault(rescale[start], Counter()).update(block)
         start = stop
     return counts
 

@@ -201,7 +201,7 @@ def compare(
 def write_preview(difference: np.ndarray, candidates: list[dict[str, Any]], path: Path) -> None:
     """MIP along z of the positive difference, with a red ring on each candidate."""
     projection = np.clip(difference, 0.0, None).max(axis=0)
-    gray = np.clip(projection * (255.0 / PREVIEW_MAX_RISE_HU), 0, 255).astype(np.uint8)
+    gray = np.rint(np.clip(projection * (255.0 / PREVIEW_MAX_RISE_HU), 0, 255)).astype(np.uint8)
     image = Image.fromarray(gray).convert("RGB")
     pen = ImageDraw.Draw(image)
     for candidate in candidates:
