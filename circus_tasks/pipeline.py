@@ -39,6 +39,11 @@ class JobFolders:
         return self.root / "out"
 
     @property
+    def scratch(self) -> Path:
+        """The plug-in's TMPDIR and HOME: writable, not kept."""
+        return self.root / "tmp"
+
+    @property
     def log(self) -> Path:
         return self.root / PLUGIN_LOG
 
@@ -81,6 +86,7 @@ def prepare_inputs(job_id: str) -> Path:
         shutil.rmtree(folders.root)
     folders.input.mkdir(parents=True)
     folders.output.mkdir()
+    folders.scratch.mkdir()
     for index, files in enumerate(series_files(job_id)):
         write_volume(files, folders.input, index)
     return folders.input
@@ -94,7 +100,7 @@ def run_main(job_id: str) -> Path:
             raise JobNotFoundError(f"No job {job_id}.")
         plugin_id = job.plugin_id
     folders = job_folders(job_id)
-    run_plugin(get_plugin(plugin_id), folders.input, folders.output, folders.log)
+    run_plugin(get_plugin(plugin_id), folders.input, folders.output, folders.log, folders.scratch)
     return folders.output
 
 
@@ -141,3 +147,33 @@ def store_results(job_id: str) -> dict[str, Any]:
         shutil.rmtree(target)
     os.replace(partial, target)
     return results
+
+
+@dataclass(frozen=True)
+class JobResults:
+    """A job's results: the parsed results.json and where its files are."""
+
+    job_id: str
+    status: str
+    results: dict[str, Any] | None
+    folder: Path | None
+    files: list[Path]
+    log: Path | None
+
+
+def get_job_results(job_id: str) -> JobResults:
+    """results.json and the output files of a job (files only once post-processing stored them).
+
+    Raises:
+        JobNotFoundError: for an unknown job.
+    """
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise JobNotFoundError(f"No job {job_id}; list jobs with circus jobs.")
+        status, results = str(job.status), job.results
+    folder = results_folder(job_id)
+    stored = folder if folder.is_dir() else None
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if stored else []
+    log = next((p for p in (folder / PLUGIN_LOG, job_folders(job_id).log) if p.is_file()), None)
+    return JobResults(job_id, status, results, stored, files, log)

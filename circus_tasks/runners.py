@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,8 +20,22 @@ from circus_tasks.errors import PluginError
 if TYPE_CHECKING:
     from circus_tasks.plugins import Plugin
 
-# Inside the new mount namespace: make the input folder read-only, then run the plug-in.
-_READ_ONLY_INPUT = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+# Run inside new mount and network namespaces: every mount read-only (but /proc, /sys, /dev),
+# a private /dev/shm, then $1 (output) and $2 (scratch) bound writable; the plug-in runs with no
+# capabilities, so that it cannot undo any of it. Exit 97: the sandbox could not be built.
+_SANDBOX = r"""
+for mp in $(awk '{print $5}' /proc/self/mountinfo | sort -r); do
+  case "$mp" in /proc*|/sys*|/dev*) continue ;; esac
+  mount -o remount,bind,ro "$mp" 2>/dev/null
+done
+mount -t tmpfs -o size=256m,mode=1777 tmpfs /dev/shm 2>/dev/null
+for dir in "$1" "$2"; do
+  mount --bind "$dir" "$dir" && mount -o remount,bind,rw "$dir" || exit 97
+done
+shift 2
+exec setpriv --bounding-set -all --inh-caps -all --no-new-privs -- "$@"
+"""
+SANDBOX_FAILED = 97
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,10 @@ class Isolation:
     def describe(self) -> str:
         """One line for ``circus plugins``."""
         if self.namespaces:
-            return "input read-only (mount namespace), no network (network namespace)"
+            return (
+                "sandbox: file system read-only but its output folder, no network, "
+                "no capabilities (mount and network namespaces)"
+            )
         return (
             "input read-only by file mode only; network NOT isolated "
             "(needs root or user namespaces for unshare)"
@@ -56,12 +74,31 @@ def machine_isolation() -> Isolation:
     options: tuple[str, ...] = ("--net", "--mount", "--propagation", "private")
     if os.geteuid() != 0:
         options = ("--user", "--map-root-user", *options)
-    probe = subprocess.run(
-        [unshare, *options, "--", "sh", "-c", _READ_ONLY_INPUT, "sh", "/", "true"],
-        capture_output=True,
-        timeout=10,
-    )
-    return Isolation(options if probe.returncode == 0 else (), pdeathsig)
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch, "out")
+        out.mkdir()
+        # inside, only the output folder may be written: anything else counts as a failure
+        check = f"touch {out}/ok && ! touch {scratch}/escaped 2>/dev/null"
+        probe = subprocess.run(
+            [
+                unshare,
+                *options,
+                "--",
+                "sh",
+                "-c",
+                _SANDBOX,
+                "sh",
+                str(out),
+                str(out),
+                "sh",
+                "-c",
+                check,
+            ],
+            capture_output=True,
+            timeout=10,
+        )
+        works = probe.returncode == 0 and (out / "ok").exists()
+    return Isolation(options if works else (), pdeathsig)
 
 
 @lru_cache(maxsize=1)
@@ -135,7 +172,7 @@ def plugin_command(plugin: Plugin, in_dir: Path, out_dir: Path) -> list[str]:
     return [*command, runner.docker.image]
 
 
-def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path) -> list[str]:
+def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path, scratch: Path) -> list[str]:
     """The command line that runs the plug-in fenced in as far as this machine allows."""
     command = plugin_command(plugin, in_dir, out_dir)
     isolation = machine_isolation()
@@ -146,9 +183,10 @@ def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path) -> list[str]:
             "--",
             "sh",
             "-c",
-            _READ_ONLY_INPUT,
+            _SANDBOX,
             "sh",
-            str(in_dir),
+            str(out_dir),
+            str(scratch),
             *command,
         ]
     if isolation.pdeathsig:
@@ -156,18 +194,24 @@ def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path) -> list[str]:
     return command
 
 
-def run_plugin(plugin: Plugin, in_dir: Path, out_dir: Path, log_path: Path) -> None:
+def run_plugin(
+    plugin: Plugin, in_dir: Path, out_dir: Path, log_path: Path, scratch: Path | None = None
+) -> None:
     """Run a plug-in in its own process group, its output appended to ``log_path``.
 
-    The input folder is read-only to it; the whole process group is killed at the manifest's
-    time-out and when the caller is interrupted (Prefect cancelling the flow run included).
+    The input folder is read-only to it, and where the machine allows, everything but
+    ``out_dir`` and ``scratch`` (its TMPDIR and HOME, not kept). The whole process group is
+    killed at the manifest's time-out and when the caller is interrupted (Prefect cancelling the
+    flow run included).
 
     Raises:
         PluginError: on a non-zero exit or a time-out.
     """
     timeout = plugin.manifest.timeout
-    command = isolated_command(plugin, in_dir, out_dir)
+    scratch = scratch or out_dir
+    command = isolated_command(plugin, in_dir, out_dir, scratch)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CIRCUS_"))}
+    env.update(TMPDIR=str(scratch), HOME=str(scratch))
     make_read_only(in_dir)
     try:
         with log_path.open("a", encoding="utf-8") as log:
@@ -198,6 +242,11 @@ def run_plugin(plugin: Plugin, in_dir: Path, out_dir: Path, log_path: Path) -> N
             _log(log, f"exit code {code}")
     finally:
         make_writable(in_dir)
+    if code == SANDBOX_FAILED and machine_isolation().namespaces:
+        raise PluginError(
+            f"The sandbox of plug-in {plugin.plugin_id} could not be set up (exit {code}); "
+            "see plugin-log.txt."
+        )
     if code != 0:
         raise PluginError(
             f"Plug-in {plugin.plugin_id} exited with code {code}; "

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import task
 
 from circus_tasks import pipeline
+from circus_tasks.artifacts import publish_job_artifacts
 from circus_tasks.execution import finish_job, set_stage
 from circus_tasks.statuses import JobStage
 
@@ -31,5 +32,6 @@ def post_process(job_id: str, outputs: Path) -> dict[str, Any]:
     """Validate and store the results; the job is finished."""
     set_stage(job_id, JobStage.POST)
     results = pipeline.store_results(job_id)
+    publish_job_artifacts(job_id, results, pipeline.results_folder(job_id))
     finish_job(job_id, results)
     return results

@@ -124,7 +124,7 @@ def test_not_a_duplicate_when_anything_differs(series_factory: SeriesFactory) ->
     register(b, a, plugin=OTHER)  # order matters
     register(a, plugin=OTHER)  # number of series
     register(SeriesInput(a, "1:4"), b, plugin=OTHER)  # range
-    register(a, b)  # plug-in
+    register(a, b, plugin="ct-only@1.0.0")  # plug-in
     assert len(list_jobs()) == 5
 
 

@@ -127,3 +127,37 @@ def test_a_broken_image_fails_pre_processing(series_factory: SeriesFactory) -> N
     job = get_job(job_id)
     assert job is not None and job.status == JobStatus.FAILED
     assert not list(job_folders(job_id).input.glob("0.*"))
+
+
+def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
+    series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from circus_tasks.runners import machine_isolation
+
+    if not machine_isolation().namespaces:
+        pytest.skip("this machine allows no namespaces (needs root or user namespaces)")
+    listener = socket.create_server(("127.0.0.1", 0))
+    monkeypatch.setenv("INTRUDER_PORT", str(listener.getsockname()[1]))
+    Path("/tmp/circus-intruder-was-here").unlink(missing_ok=True)
+    job_id = new_job("intruder@1.0.0", series_factory())
+    inputs = prepare_inputs(job_id)
+    raw_before = (inputs / "0.raw").read_bytes()
+    try:
+        run_main(job_id)
+    finally:
+        listener.close()
+    attempts = store_results(job_id)["results"]["attempts"]
+    assert attempts["write scratch"] == "done"
+    for name in (
+        "write input",
+        "new file in input",
+        "write beside output",
+        "write /tmp",
+        "network",
+    ):
+        assert attempts[name].startswith("refused"), (name, attempts[name])
+    assert (inputs / "0.raw").read_bytes() == raw_before
+    assert not (job_folders(job_id).root / "escaped.txt").exists()
+    assert not Path("/tmp/circus-intruder-was-here").exists()

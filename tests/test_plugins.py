@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from circus_tasks.errors import PluginError, PluginNotFoundError
-from circus_tasks.plugins import discover_plugins, get_plugin, load_manifest, run_plugin
+from circus_tasks.manifest import load_manifest
+from circus_tasks.plugins import discover_plugins, get_plugin, run_plugin
 
 
 def write_manifest(folder: Path, manifest: dict[str, object]) -> Path:
