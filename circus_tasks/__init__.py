@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         CircusError,
         DicomImportError,
         DuplicateJobError,
+        InputConditionError,
         InvalidRangeError,
         JobNotFoundError,
         JobStateError,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from circus_tasks.importer import ImportReport, import_dicom
     from circus_tasks.jobs import (
         SeriesInput,
+        abort_job,
         cancel_job,
         get_job,
         invalidate_job,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
         submit_job,
         wait_for_job,
     )
+    from circus_tasks.pipeline import JobResults, get_job_results
     from circus_tasks.plugins import get_plugin, list_plugins
     from circus_tasks.ranges import ImageRange, resolve_auto_range
     from circus_tasks.series import get_series, list_series
@@ -58,6 +61,10 @@ _EXPORTS: dict[str, str] = {
     "ImportReport": "importer",
     "import_dicom": "importer",
     "SeriesInput": "jobs",
+    "abort_job": "jobs",
+    "get_job_results": "pipeline",
+    "JobResults": "pipeline",
+    "InputConditionError": "errors",
     "cancel_job": "jobs",
     "get_job": "jobs",
     "invalidate_job": "jobs",
@@ -82,8 +89,10 @@ __all__ = [
     "DuplicateJobError",
     "ImageRange",
     "ImportReport",
+    "InputConditionError",
     "InvalidRangeError",
     "JobNotFoundError",
+    "JobResults",
     "JobStateError",
     "JobStatus",
     "PluginError",
@@ -94,8 +103,10 @@ __all__ = [
     "SeriesNotFoundError",
     "Settings",
     "VolumeError",
+    "abort_job",
     "cancel_job",
     "get_job",
+    "get_job_results",
     "get_plugin",
     "get_series",
     "get_settings",

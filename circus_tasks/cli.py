@@ -110,16 +110,27 @@ def series(
 
 @app.command()
 def plugins() -> None:
-    """List the registered plug-ins."""
-    from circus_tasks.plugins import list_plugins
+    """List the plug-ins: whether each can run here and why not, and how it is fenced in."""
+    from circus_tasks.plugins import find_invalid_plugins, list_plugins
+    from circus_tasks.runners import machine_isolation
 
-    table = Table("plug-in id", "type", "runner", "timeout", "description")
+    table = Table("plug-in id", "runner", "time-out", "runnable here", "description")
     for p in list_plugins():
-        runner = "python" if p.manifest.runner.python else "command"
+        reason = p.unavailable_reason()
         table.add_row(
-            p.plugin_id, p.manifest.type, runner, f"{p.manifest.timeout} s", p.manifest.description
+            p.plugin_id,
+            p.manifest.runner.kind,
+            f"{p.manifest.timeout} s",
+            "yes" if reason is None else f"[red]no[/red]: {reason}",
+            p.manifest.description.split(". ")[0][:70],
         )
     console.print(table)
+    console.print(
+        f"Isolation of command and Python plug-ins here: {machine_isolation().describe()}"
+    )
+    console.print("Docker plug-ins: network none, input read-only, at /circus/in and /circus/out")
+    for invalid in find_invalid_plugins():
+        console.print(f"[red]refused[/red] {invalid.path}: {invalid.problem}")
 
 
 def parse_series_spec(spec: str) -> object:
@@ -244,6 +255,52 @@ def cancel(job_id: str, user: Annotated[str | None, typer.Option()] = None) -> N
         _fail(exc)
         return
     console.print(f"Job {job.id}: {job.status}")
+
+
+@app.command()
+def abort(job_id: str, user: Annotated[str | None, typer.Option()] = None) -> None:
+    """Stop a running job (it ends failed, "aborted by USER")."""
+    from circus_tasks.jobs import abort_job
+
+    try:
+        job = abort_job(job_id, user=user)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    console.print(f"Job {job.id}: abort requested; the job ends failed when its process stops.")
+
+
+@app.command()
+def results(job_id: str) -> None:
+    """Print a job's results.json and the paths of its output files."""
+    from circus_tasks.pipeline import get_job_results
+
+    try:
+        found = get_job_results(job_id)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    console.print(f"Job {job_id}: {found.status}")
+    if found.results is not None:
+        console.print_json(json.dumps(found.results))
+    for path in found.files:
+        console.print(str(path))
+
+
+@app.command()
+def log(job_id: str) -> None:
+    """Print a job's plug-in log (runner lines and the plug-in's output)."""
+    from circus_tasks.pipeline import get_job_results
+
+    try:
+        found = get_job_results(job_id)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    if found.log is None:
+        console.print(f"[red]error:[/red] Job {job_id} has no plug-in log yet ({found.status}).")
+        raise typer.Exit(1)
+    sys.stdout.write(found.log.read_text(encoding="utf-8", errors="replace"))
 
 
 @app.command()

@@ -1,0 +1,49 @@
+"""The ``circus`` command line on a fresh home (no Prefect needed for these commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydicom.data import get_testdata_file
+from typer.testing import CliRunner
+
+from circus_tasks.cli import app
+from circus_tasks.db import session_scope
+from circus_tasks.execution import claim_job, finish_job
+from circus_tasks.jobs import register_job
+from circus_tasks.pipeline import prepare_inputs, run_main, store_results
+
+runner = CliRunner()
+
+
+def test_import_series_and_plugins(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "junk.txt").write_text("not DICOM")
+    result = runner.invoke(app, ["import", get_testdata_file("CT_small.dcm"), str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "1 image(s) imported" in result.output and "junk.txt: not a DICOM file" in result.output
+    assert "CT" in runner.invoke(app, ["series"]).output
+    listing = runner.invoke(app, ["plugins"]).output
+    assert "lesion-candidates@1.0.0" in listing and "Isolation" in listing
+
+
+def test_show_jobs_results_log_cancel(home: Path) -> None:
+    runner.invoke(app, ["import", get_testdata_file("CT_small.dcm")])
+    uid = runner.invoke(app, ["series"]).output.split("│")[1].strip()
+    with session_scope() as session:
+        queued = register_job("hu-histogram@1.0.0", [uid], session=session).id
+        done = register_job("lesion-candidates@1.0.0", [uid], session=session).id
+    assert claim_job(done, machine="cli", flow_run_id=None)
+    prepare_inputs(done)
+    run_main(done)
+    assert finish_job(done, store_results(done))
+
+    assert queued in runner.invoke(app, ["jobs", "--status", "in_queue"]).output
+    assert "in_queue" in runner.invoke(app, ["show", queued]).output
+    results = runner.invoke(app, ["results", done])
+    assert results.exit_code == 0 and "lesionCandidates" in results.output
+    assert "results.json" in results.output
+    assert "exit code 0" in runner.invoke(app, ["log", done]).output
+    refused = runner.invoke(app, ["cancel", done])
+    assert refused.exit_code == 1 and "You cannot cancel this job" in refused.output
+    assert "cancelled" in runner.invoke(app, ["cancel", queued]).output
+    assert runner.invoke(app, ["show", "nope"]).exit_code == 1
