@@ -23,11 +23,8 @@ PLUGIN = "lesion-candidates@1.0.0"
 DEMO_USER = "demo@circus.local"
 
 
-def demo_files() -> list[Path]:
-    """The demo's DICOM data: a generated phantom series (three bright spheres) and two real
-    single-image series that pydicom ships for its tests."""
-    from pydicom.data import get_testdata_file
-
+def phantom_folder() -> Path:
+    """The demo's phantom series (three bright spheres in a water cylinder), written once."""
     from circus_tasks.phantom import phantom_volume
     from circus_tasks.synthetic import write_series
 
@@ -43,8 +40,16 @@ def demo_files() -> list[Path]:
             patient_name="Phantom^Demo",
             series_description="phantom with three spheres",
         )
+    return folder
+
+
+def demo_files() -> list[Path]:
+    """The demo's DICOM data: the phantom series and two real single-image series that pydicom
+    ships for its tests."""
+    from pydicom.data import get_testdata_file
+
     real = [Path(str(get_testdata_file(name))) for name in ("CT_small.dcm", "MR_small.dcm")]
-    return [folder, *real]
+    return [phantom_folder(), *real]
 
 
 def run_demo(console: Console, *, timeout: float = 600) -> bool:

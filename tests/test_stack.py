@@ -51,15 +51,13 @@ class Stack:
     def __init__(self, env: dict[str, str], home: Path) -> None:
         self.env = env
         self.home = home
-        self.markers = home / "markers"
-        self.markers.mkdir(parents=True)
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def start_worker(self, machine: str, **extra: str) -> subprocess.Popen[bytes]:
         log = (self.home / f"worker-{machine}-{len(self.workers)}.log").open("ab")
         process = subprocess.Popen(
             [CIRCUS, "worker", "--machine", machine, "--poll", "1"],
-            env={**self.env, "RECORD_MARKER_DIR": str(self.markers), **extra},
+            env={**self.env, **extra},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -216,7 +214,8 @@ def test_cancel_racing_the_start_has_one_winner(stack: Stack, series_uid: str) -
             assert "already being processed" in str(exc) or "finished" in str(exc)
             outcomes[job_id] = "refused"
         final = wait_for_job(job_id, 120)
-        ran = (stack.markers / job_id).exists()
+        # the runner writes the plug-in log just before it starts the plug-in
+        ran = (stack.home / "jobs" / job_id / "plugin-log.txt").exists()
         if outcomes[job_id] == "cancelled":
             assert final.status == JobStatus.CANCELLED and not ran
             wait_until(
@@ -359,3 +358,50 @@ def test_abort_a_running_job(stack: Stack, series_uid: str, how: str) -> None:
     nxt = wait_for_job(submit_job(RECORD, [series_uid], force=True).id, 120)
     assert nxt.status == JobStatus.FINISHED
     stack.stop_workers()
+
+
+def test_a_plugin_past_its_timeout_fails_its_job_and_the_next_runs(
+    stack: Stack, series_uid: str
+) -> None:
+    stack.start_worker("machine-h")
+    job_id = submit_job("slow@1.0.0", [series_uid], force=True).id
+    wait_until(lambda: plugin_processes("sleep 601"), 90, "the plug-in to start")
+    started = time.monotonic()
+    failed = wait_for_job(job_id, 60)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error_message == "Plug-in slow@1.0.0 timed out after 3 s."
+    assert time.monotonic() - started < 3 + 30
+    assert not plugin_processes("sleep 60")  # the plug-in and its child are gone
+    log = (stack.home / "jobs" / job_id / "plugin-log.txt").read_text()
+    assert "timed out after 3 s; process group killed" in log
+    nxt = wait_for_job(submit_job(RECORD, [series_uid], force=True).id, 120)
+    assert nxt.status == JobStatus.FINISHED
+    stack.stop_workers()
+
+
+def test_a_finished_job_shows_its_results_as_prefect_artifacts(stack: Stack) -> None:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from circus_tasks.demo import phantom_folder
+
+    (uid,) = import_dicom(phantom_folder()).series_uids
+    stack.start_worker("machine-i")
+    job = wait_for_job(submit_job("lesion-candidates@1.0.0", [uid], force=True).id, 120)
+    stack.stop_workers()
+    assert job.status == JobStatus.FINISHED and job.flow_run_id
+    with stack.client() as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[job.flow_run_id])
+            )
+        )
+    by_key = {a.key: a for a in artifacts}
+    table = by_key[f"{job.id}-results"]
+    assert table.type == "table"
+    rows = table.data if isinstance(table.data, list) else __import__("json").loads(table.data)
+    assert len(rows) == 3 and {"x", "y", "z", "volumeSize", "confidence"} <= set(rows[0])
+    preview = by_key[f"{job.id}-preview-0"]
+    assert preview.type == "image"
+    assert str(preview.data).startswith("data:image/png;base64,")
+    files = by_key[f"{job.id}-files"]
+    assert "results.json" in str(files.data) and "preview.png" in str(files.data)

@@ -1,4 +1,4 @@
-"""Test plug-in: records its start and end time, its machine's volumes, and a marker file.
+"""Test plug-in: records its start and end time and the volumes it was given.
 
 Set RECORD_SECONDS in the environment of the worker to make it last longer (default 0.5 s).
 """
@@ -11,10 +11,6 @@ from pathlib import Path
 
 def run(in_dir: Path, out_dir: Path) -> None:
     started = time.time()
-    marker_dir = os.environ.get("RECORD_MARKER_DIR")
-    job_id = in_dir.parent.name
-    if marker_dir:
-        Path(marker_dir, job_id).write_text(str(started))
     time.sleep(float(os.environ.get("RECORD_SECONDS", "0.5")))
     volumes = sorted(p.name for p in in_dir.glob("*.mhd"))
     results = {
