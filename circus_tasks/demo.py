@@ -83,6 +83,12 @@ def run_demo(console: Console, *, timeout: float = 600) -> bool:
         submit_job(PLUGIN, [SeriesInput(phantom, "1:6:2")], user=DEMO_USER)
     except CircusError as exc:
         console.print(f"Bad range refused: {exc}")
+    for plugin_id, uid in (("volumetry@1.0.0", phantom), ("hu-histogram@1.0.0", ct)):
+        expected[submit_job(plugin_id, [uid], user=DEMO_USER, force=True).id] = JobStatus.FINISHED
+    try:
+        submit_job("volumetry@1.0.0", [mr], user=DEMO_USER, force=True)
+    except CircusError as exc:
+        console.print(f"Input conditions refused a job: {exc}")
     late = submit_job(
         PLUGIN, [SeriesInput(phantom, "10:30:2")], priority=-1, user=DEMO_USER, force=True
     )

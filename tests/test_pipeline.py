@@ -100,6 +100,7 @@ def queued_job(plugin: str, uid: str) -> str:
         ("no-results@1.0.0", ResultsError, "results.json"),
         ("bad-results@1.0.0", ResultsError, r"location.*too short"),
         ("escape@1.0.0", ResultsError, "symbolic link to /etc/passwd"),
+        ("escape-relative@1.0.0", ResultsError, r"symbolic link to \.\./in/0\.raw"),
     ],
 )
 def test_a_bad_plugin_fails_its_job_with_a_clear_message_and_stores_nothing(
