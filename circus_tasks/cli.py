@@ -344,6 +344,51 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+def volume_files(spec: str) -> list[Path]:
+    """The image files of ``SERIES_UID[:START:END[:DELTA]]`` in range order.
+
+    The range is resolved as job registration resolves it (no range: "auto").
+
+    Raises:
+        SeriesNotFoundError: the series is not imported.
+        InvalidRangeError: the range breaks the rules or names images the series lacks.
+    """
+    from circus_tasks.db import session_scope
+    from circus_tasks.jobs import SeriesInput, resolve_series
+    from circus_tasks.series import series_images
+
+    uid, _, range_text = spec.partition(":")
+    with session_scope() as session:
+        ((_, image_range),) = resolve_series(
+            [SeriesInput(uid, range_text or "auto")], session=session
+        )
+        by_number = {i.instance_number: Path(i.path) for i in series_images(uid, session=session)}
+    return [by_number[number] for number in image_range.numbers()]
+
+
+@app.command("volume")
+def volume_(
+    series_spec: Annotated[
+        str, typer.Argument(help="SERIES_UID[:START:END[:DELTA]]; no range: auto.")
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for 0.mhd, 0.raw and 0.json.")],
+    include_private: Annotated[
+        bool, typer.Option(help="Keep private attributes in 0.json.")
+    ] = False,
+) -> None:
+    """Write one series range as a plug-in input volume (0.mhd, 0.raw, 0.json), exactly as
+    pre-processing does."""
+    from circus_tasks.volume import write_volume
+
+    try:
+        info = write_volume(volume_files(series_spec), out_dir, 0, include_private=include_private)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    slices, rows, columns = info.shape
+    console.print(f"{info.mhd}: {columns} x {rows} x {slices} {info.element_type}")
+
+
 def main() -> None:
     """Entry point for ``python -m circus_tasks.cli``."""
     app()

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -65,6 +65,9 @@ def migrate(engine: Engine) -> None:
         config = alembic_config(connection)
         if current == ScriptDirectory.from_config(config).get_current_head():
             return
+        if current is None and inspect(connection).has_table("job"):
+            # made by create_all before migrations existed: that schema is revision 0001
+            command.stamp(config, "0001")
         command.upgrade(config, "head")
 
 

@@ -207,10 +207,21 @@ def run_worker(machine: str, poll_seconds: float) -> int:
     from circus_tasks.reconciler import reconcile_forever
 
     settings = get_settings()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    warm_socket = settings.run_dir / f"warm-{machine}-{os.getpid()}.sock"
     env = child_env(
         CIRCUS_MACHINE=machine,
         PREFECT_WORKER_QUERY_SECONDS=str(poll_seconds),
         PREFECT_WORKER_PREFETCH_SECONDS="0",
+        CIRCUS_WARM_SOCKET=str(warm_socket),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    zygote = subprocess.Popen(
+        [sys.executable, "-m", "circus_tasks.warm", str(warm_socket)],
+        env=env,
+        cwd=PROJECT_DIR,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     process = subprocess.Popen(
         [
@@ -241,12 +252,14 @@ def run_worker(machine: str, poll_seconds: float) -> int:
     reconciler.start()
     while not stop.is_set() and process.poll() is None:
         stop.wait(0.5)
-    _signal_group(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
-        process.wait()
+    for child in (process, zygote):
+        _signal_group(child.pid, signal.SIGTERM)
+    for child in (process, zygote):
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _signal_group(child.pid, signal.SIGKILL)
+            child.wait()
     stop.set()
     return process.returncode or 0
 

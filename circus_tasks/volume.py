@@ -1,82 +1,61 @@
 """The plug-in input volume: one series range written as ``N.raw``, ``N.mhd`` and ``N.json``.
 
-This is the pre-processing half of the CIRCUS plug-in contract (spec section 6). The slices are
-read once each with pydicom; each slice's stored pixel values go straight to the raw file and its
-header becomes a plain JSON object, so memory holds one slice's pixels at a time plus the small
-header objects. The three files appear only when all of them were written.
+This is the pre-processing half of the CIRCUS plug-in contract (spec section 6). Each slice's
+header is parsed once, with pydicom, leaving large values unread; uncompressed little-endian
+pixel data then moves from the DICOM file to its place in the raw file inside the kernel
+(``copy_file_range``), without passing through Python. Compressed, big-endian and deflated
+slices, and slices whose unused high bits must be cleared, go through pydicom's own decoders
+one slice at a time. The headers feed :class:`~circus_tasks.dicom_json.HeaderSplit`, which
+keeps only what ``N.json`` will hold, so memory does not grow with the series beyond the
+output. The three files appear only when all of them were written.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.tag import BaseTag, Tag
-from pydicom.valuerep import PersonName
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
+from circus_tasks.dicom_json import (
+    IDENTIFYING_KEYWORDS,
+    IDENTIFYING_TAGS,
+    PIXEL_DATA_TAGS,
+    HeaderSplit,
+)
 from circus_tasks.errors import VolumeError
 
 __all__ = ["IDENTIFYING_KEYWORDS", "IDENTIFYING_TAGS", "VolumeInfo", "write_volume"]
 
-IDENTIFYING_KEYWORDS: tuple[str, ...] = (
-    "InstitutionName",
-    "InstitutionAddress",
-    "InstitutionCodeSequence",
-    "InstitutionalDepartmentName",
-    "PhysiciansOfRecord",
-    "PhysiciansOfRecordIdentificationSequence",
-    "PerformingPhysicianName",
-    "PerformingPhysicianIdentificationSequence",
-    "NameOfPhysiciansReadingStudy",
-    "PhysiciansReadingStudyIdentificationSequence",
-    "OperatorsName",
-    "OperatorIdentificationSequence",
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "RequestingPhysicianIdentificationSequence",
-    "RequestingPhysician",
-    "RequestingService",
-)
-"""Attributes never written to ``N.json``, at any depth.
-
-The spec's list (institution name, address and code sequence, department, physicians of record,
-performing and reading physicians, operators' name, patient's name, ID and birth date,
-requesting physician and service), plus the identification sequences that name the same
-people, as CIRCUS itself drops them.
-"""
-
-
-def _tag_of(keyword: str) -> int:
-    tag = tag_for_keyword(keyword)
-    if tag is None:  # pragma: no cover - guards the table above against typos
-        raise ValueError(f"{keyword} is not a DICOM keyword")
-    return tag
-
-
-IDENTIFYING_TAGS: frozenset[int] = frozenset(_tag_of(k) for k in IDENTIFYING_KEYWORDS)
-"""The tags of :data:`IDENTIFYING_KEYWORDS`, as ``0xggggeeee`` integers."""
-
-_BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
-_PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _ELEMENT_TYPES: dict[tuple[int, int], tuple[str, np.dtype[Any]]] = {
     (8, 0): ("MET_UCHAR", np.dtype("<u1")),
     (8, 1): ("MET_CHAR", np.dtype("<i1")),
     (16, 0): ("MET_USHORT", np.dtype("<u2")),
     (16, 1): ("MET_SHORT", np.dtype("<i2")),
 }
+_DEFER_BYTES = 2048
+"""Header values longer than this are skipped when a slice is read and fetched only if needed:
+the pixel data, and the odd long binary value."""
+_NATIVE_LITTLE_ENDIAN = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
+_NO_KERNEL_COPY = frozenset(
+    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF}
+)
 
 
 @dataclass(frozen=True)
@@ -160,25 +139,29 @@ def _write_parts(
     files: Sequence[Path], temps: dict[str, Path], finals: dict[str, Path], include_private: bool
 ) -> VolumeInfo:
     """Write the three files to their temporary paths; return the info for the final paths."""
-    headers: list[dict[str, Any]] = []
-    positions: list[tuple[float, float, float]] = []
+    headers = HeaderSplit(include_private)
+    positions: list[tuple[float, float, float]] = []  # of the first two slices
     first: _SliceFormat | None = None
-    with temps["raw"].open("xb") as raw:
+    # Unbuffered: pixel data reaches the file both by write() and by copy_file_range().
+    with temps["raw"].open("xb", buffering=0) as raw:
+        pixels = _PixelWriter(raw)
         for path in files:
-            ds = _read(path)
-            slice_format = _slice_format(ds, path)
-            if first is None:
-                first = slice_format
-            elif slice_format.size != first.size or slice_format.pixel != first.pixel:
-                raise VolumeError(
-                    f"{path} is {slice_format.describe()} but the first slice {files[0]} is "
-                    f"{first.describe()}; every slice of a volume must match. "
-                    "Choose a range that holds one kind of image."
-                )
-            positions.append(_position(ds, path))
-            pixels = _stored_pixels(ds, path, slice_format)
-            raw.write(pixels.data)
-            headers.append(_dataset_to_json(ds, include_private))
+            with _open(path) as source:
+                ds = _read(source, path)
+                slice_format = _slice_format(ds, path)
+                if first is None:
+                    first = slice_format
+                elif slice_format.size != first.size or slice_format.pixel != first.pixel:
+                    raise VolumeError(
+                        f"{path} is {slice_format.describe()} but the first slice {files[0]} is "
+                        f"{first.describe()}; every slice of a volume must match. "
+                        "Choose a range that holds one kind of image."
+                    )
+                position = _position(ds, path)
+                if len(positions) < 2:
+                    positions.append(position)
+                pixels.write_slice(ds, source, path, slice_format)
+            headers.add(ds)
     assert first is not None  # files is not empty
     element_type, _ = _ELEMENT_TYPES[first.pixel]
     spacing = (first.spacing[0], first.spacing[1], _slice_spacing(positions, files))
@@ -209,6 +192,12 @@ def _write_parts(
     )
 
 
+def _split_common(headers: HeaderSplit) -> dict[str, Any]:
+    """The ``N.json`` document: attributes equal in every slice in ``common``, the rest per
+    slice in ``unique``."""
+    return headers.document()
+
+
 @dataclass(frozen=True)
 class _SliceFormat:
     """The parts of one slice's pixel description that must agree across the volume."""
@@ -224,10 +213,26 @@ class _SliceFormat:
         return f"{rows}x{columns} {sign} {bits}-bit"
 
 
-def _read(path: Path) -> Dataset:
-    """Read one file completely, or say why it cannot be a slice."""
+def _open(path: Path) -> io.BufferedReader:
     try:
-        return pydicom.dcmread(path)
+        return path.open("rb")
+    except OSError as exc:
+        raise VolumeError(
+            f"{path} cannot be read as DICOM ({type(exc).__name__}: {exc}); "
+            "re-import the series or remove the file from the range."
+        ) from exc
+
+
+def _read(source: io.BufferedReader, path: Path) -> Dataset:
+    """Parse one file's header, leaving long values (the pixel data) in the file, or say why
+    it cannot be a slice."""
+    try:
+        ds = pydicom.dcmread(source, defer_size=_DEFER_BYTES)
+        if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+            # The deferred values' offsets point into the inflated stream, which pydicom
+            # has already let go: read the whole (small) dataset at once instead.
+            source.seek(0)
+            ds = pydicom.dcmread(source)
     except Exception as exc:
         # Re-raised with the file named; nothing is swallowed, and BaseException
         # (cancellation, interrupts) passes through untouched.
@@ -235,11 +240,12 @@ def _read(path: Path) -> Dataset:
             f"{path} cannot be read as DICOM ({type(exc).__name__}: {exc}); "
             "re-import the series or remove the file from the range."
         ) from exc
+    return ds
 
 
 def _slice_format(ds: Dataset, path: Path) -> _SliceFormat:
     """Check that a slice is a single-frame greyscale image and describe its pixels."""
-    if not any(tag in ds for tag in _PIXEL_DATA_TAGS):
+    if not any(tag in ds for tag in PIXEL_DATA_TAGS):
         raise VolumeError(
             f"{path} has no Pixel Data: it is not an image, or the file is cut short. "
             "Remove it from the series range or re-import it."
@@ -299,18 +305,102 @@ def _position(ds: Dataset, path: Path) -> tuple[float, float, float]:
     return (x, y, z)
 
 
-def _stored_pixels(ds: Dataset, path: Path, slice_format: _SliceFormat) -> np.ndarray:
-    """Decode a slice to a C-contiguous little-endian array of its stored values."""
+class _PixelWriter:
+    """Appends each slice's stored values to the raw file, with as few copies as possible."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        self._raw = raw
+        self._kernel_copy = hasattr(os, "copy_file_range")
+
+    def write_slice(
+        self, ds: Dataset, source: io.BufferedReader, path: Path, slice_format: _SliceFormat
+    ) -> None:
+        rows, columns = slice_format.size
+        bits, _ = slice_format.pixel
+        _, dtype = _ELEMENT_TYPES[slice_format.pixel]
+        size = rows * columns * dtype.itemsize
+        element = ds.get_item(0x7FE00010, keep_deferred=True)
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        stored = ds.get("BitsStored")
+        if (
+            syntax not in _NATIVE_LITTLE_ENDIAN
+            or not isinstance(element, RawDataElement)
+            or element.length == 0xFFFFFFFF
+            or not isinstance(stored, int)
+            or not 0 < stored <= bits
+        ):
+            self._raw.write(_decoded(ds, path, slice_format).data)
+            return
+        if element.length < size:
+            raise _undecodable(ds, path, f"{element.length} bytes of pixel data, {size} expected")
+        if stored < bits:
+            # pydicom clears the unused high bits (sign-extending signed values); so do we.
+            array = np.empty(rows * columns, dtype)
+            self._read_into(element, source, memoryview(array).cast("B"), ds, path)
+            shift = bits - stored
+            np.left_shift(array, shift, out=array)
+            np.right_shift(array, shift, out=array)
+            self._raw.write(array.data)
+        elif element.value is not None:
+            self._raw.write(memoryview(element.value)[:size])
+        else:
+            self._copy(element.value_tell, size, source, ds, path)
+
+    def _copy(
+        self, offset: int, size: int, source: io.BufferedReader, ds: Dataset, path: Path
+    ) -> None:
+        """Move ``size`` bytes from ``offset`` in the source to the end of the raw file."""
+        while size and self._kernel_copy:
+            try:
+                moved = os.copy_file_range(source.fileno(), self._raw.fileno(), size, offset)
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                self._kernel_copy = False  # e.g. another file system: copy through memory
+                break
+            if moved == 0:
+                raise _undecodable(ds, path, "the file ends inside the pixel data")
+            offset += moved
+            size -= moved
+        if size:
+            buffer = bytearray(size)
+            source.seek(offset)
+            if source.readinto(buffer) != size:
+                raise _undecodable(ds, path, "the file ends inside the pixel data")
+            self._raw.write(buffer)
+
+    @staticmethod
+    def _read_into(
+        element: RawDataElement,
+        source: io.BufferedReader,
+        target: memoryview,
+        ds: Dataset,
+        path: Path,
+    ) -> None:
+        if element.value is not None:
+            target[:] = memoryview(element.value)[: len(target)]
+            return
+        source.seek(element.value_tell)
+        if source.readinto(target) != len(target):
+            raise _undecodable(ds, path, "the file ends inside the pixel data")
+
+
+def _undecodable(ds: Dataset, path: Path, problem: object) -> VolumeError:
+    syntax = ds.file_meta.get("TransferSyntaxUID", "unknown transfer syntax")
+    return VolumeError(
+        f"The pixel data of {path} cannot be decoded ({syntax}): {problem}. "
+        "Re-import the series, or convert it to an uncompressed transfer syntax."
+    )
+
+
+def _decoded(ds: Dataset, path: Path, slice_format: _SliceFormat) -> np.ndarray:
+    """Decode a slice with pydicom to a C-contiguous little-endian array of stored values."""
     try:
         array = ds.pixel_array
     except Exception as exc:
         # Decoders raise many types (ValueError for truncated data, RuntimeError for a
         # missing plug-in, ...); all are re-raised with the file named.
-        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown transfer syntax")
-        raise VolumeError(
-            f"The pixel data of {path} cannot be decoded ({syntax}): {exc}. "
-            "Re-import the series, or convert it to an uncompressed transfer syntax."
-        ) from exc
+        raise _undecodable(ds, path, exc) from exc
     if array.shape != slice_format.size:
         raise VolumeError(
             f"{path} decodes to pixels shaped {array.shape}, not Rows x Columns "
@@ -335,70 +425,3 @@ def _slice_spacing(positions: Sequence[tuple[float, float, float]], files: Seque
 def _number(value: float) -> str:
     """A spacing for the header: plain decimal, no needless digits."""
     return format(value, ".10g")
-
-
-def _split_common(headers: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Move attributes equal in every slice to ``common``; the rest stay per slice."""
-    first, rest = headers[0], headers[1:]
-    common = {
-        key: value
-        for key, value in first.items()
-        if all(key in other and other[key] == value for other in rest)
-    }
-    unique = [{k: v for k, v in header.items() if k not in common} for header in headers]
-    return {"common": common, "unique": unique}
-
-
-def _key(tag: int) -> str:
-    tag = Tag(tag)
-    return f"{tag.group:04x},{tag.element:04x}"
-
-
-def _dataset_to_json(ds: Dataset, include_private: bool) -> dict[str, Any]:
-    """Turn a dataset (or a sequence item) into a plain, de-identified JSON object."""
-    result: dict[str, Any] = {}
-    for elem in ds:
-        tag = elem.tag
-        if (
-            tag.group == 0x0002
-            or tag.element == 0x0000
-            or tag in _PIXEL_DATA_TAGS
-            or tag in IDENTIFYING_TAGS
-            or (tag.is_private and not include_private)
-            or _is_binary(elem.VR)
-        ):
-            continue
-        result[_key(tag)] = _element_value(elem, include_private)
-    return result
-
-
-def _is_binary(vr: str) -> bool:
-    # Ambiguous VRs such as "OB or OW" count as binary when any choice is binary.
-    return any(choice in _BINARY_VRS for choice in str(vr).split(" or "))
-
-
-def _element_value(elem: DataElement, include_private: bool) -> Any:
-    if elem.VR == "SQ":
-        return [_dataset_to_json(item, include_private) for item in elem.value]
-    value = elem.value
-    if isinstance(value, MultiValue | list | tuple):
-        return [_scalar(item, elem.VR) for item in value]
-    return _scalar(value, elem.VR)
-
-
-def _scalar(value: Any, vr: str) -> Any:
-    """One value as plain JSON: numbers as numbers, names and text as strings."""
-    if value is None:
-        return None
-    if vr == "AT":
-        return _key(BaseTag(value))
-    if isinstance(value, PersonName):
-        return str(value)
-    if isinstance(value, int):  # includes IS
-        return int(value)
-    if isinstance(value, float | Decimal):  # includes DS
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    return str(value)

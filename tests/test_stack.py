@@ -338,7 +338,7 @@ def test_abort_a_running_job(stack: Stack, series_uid: str, how: str) -> None:
     job = wait_until(
         lambda: (j := get_job(job_id)) is not None and j.stage == "main" and j, 90, "the plug-in"
     )
-    assert plugin_processes("print('sleeping'")
+    wait_until(lambda: plugin_processes("print('sleeping'"), 30, "the plug-in's process")
     started = time.monotonic()
     if how == "circus":
         abort_job(job_id, user="dr-abort")

@@ -1,0 +1,333 @@
+"""Pre-processing speed: ``circus volume`` against dcm2niix, SimpleITK and a naive pydicom stack.
+
+Run from the checkout, after ``.venv/bin/pip install -e '.[bench]'``::
+
+    .venv/bin/python benchmarks/volume.py [--repeats 3]
+
+It writes a CT series of 300 slices of 512 x 512 int16 (150 MB) into a temporary folder,
+imports it into a temporary CIRCUS_HOME and times each tool as a whole process (a fresh
+interpreter each time): one warm-up run each, then ``--repeats`` runs, median wall time, peak
+memory from the process's own rusage (``ru_maxrss``). The DICOM files and the outputs stay in
+the page cache (caches cannot be dropped here), so the figures are for warm files. Then it times
+``circus volume`` on compressed copies of a 100-slice series (every transfer syntax pydicom can
+encode here) and on a 2,000-slice series of 256 x 256, checking every output voxel. The last
+line printed starts with the ratio to dcm2niix. Everything it writes is removed at the end.
+
+The timing process itself imports nothing heavy: a child's ``ru_maxrss`` starts from the RSS of
+the process that spawned it, so series are made, imported and checked in helper processes
+(``volume.py --helper ...``) and the spawning process stays at about 10 MB, the floor of every
+peak-memory figure below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+BIN = Path(sys.executable).parent
+PYTHON = sys.executable
+
+SIMPLEITK_SCRIPT = """
+import sys, SimpleITK as sitk
+reader = sitk.ImageSeriesReader()
+reader.SetFileNames(reader.GetGDCMSeriesFileNames(sys.argv[1]))
+sitk.WriteImage(reader.Execute(), sys.argv[2] + "/0.mhd")
+"""
+
+PYDICOM_SCRIPT = """
+import sys, numpy as np, pydicom
+from pathlib import Path
+slices = [pydicom.dcmread(p) for p in sorted(Path(sys.argv[1]).iterdir())]
+slices.sort(key=lambda ds: int(ds.InstanceNumber))
+np.stack([ds.pixel_array for ds in slices]).tofile(sys.argv[2] + "/0.raw")
+"""
+
+
+@dataclass
+class Run:
+    wall: float
+    peak_kib: int
+
+
+@dataclass
+class Figures:
+    tool: str
+    runs: list[Run]
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(r.wall for r in self.runs)
+
+    @property
+    def peak_mb(self) -> float:
+        return max(r.peak_kib for r in self.runs) * 1024 / 1e6
+
+
+def run_once(argv: Sequence[str], out_dir: Path, log: Path) -> Run:
+    """Start ``argv`` as a new process, wait for it, return its wall time and peak RSS."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    with log.open("wb") as sink:
+        start = time.perf_counter()
+        pid = os.posix_spawn(
+            argv[0],
+            list(argv),
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, sink.fileno(), 1),
+                (os.POSIX_SPAWN_DUP2, sink.fileno(), 2),
+            ],
+        )
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(argv[:3])} ... failed ({code}):\n{log.read_text()[-2000:]}")
+    return Run(wall, usage.ru_maxrss)
+
+
+def measure(tool: str, argv: Sequence[str], out_dir: Path, repeats: int, work: Path) -> Figures:
+    log = work / "run.log"
+    run_once(argv, out_dir, log)  # warm-up: files in the page cache, interpreter caches built
+    figures = Figures(tool, [run_once(argv, out_dir, log) for _ in range(repeats)])
+    print(f"  {tool:<22} {figures.wall:7.3f} s  {figures.peak_mb:7.1f} MB", flush=True)
+    return figures
+
+
+def phantom(slices: int, size: int, seed: int = 7) -> np.ndarray:
+    """A CT-like int16 volume: air around an elliptic body with noise and a moving blob."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
+    body = (x / 0.85) ** 2 + (y / 0.65) ** 2 < 1
+    volume = np.empty((slices, size, size), np.int16)
+    for index in range(slices):
+        blob = (x - 0.3 * np.sin(index / 20)) ** 2 + (y - 0.1) ** 2 < 0.02
+        plane = np.where(body, 40, -1000) + 300 * blob + rng.normal(0, 12, (size, size))
+        volume[index] = plane.astype(np.int16)
+    return volume
+
+
+def import_series(folder: Path) -> tuple[str, Path]:
+    """Import a folder; return the series UID and the store folder that holds its files."""
+    from circus_tasks.db import session_scope
+    from circus_tasks.importer import import_dicom
+    from circus_tasks.series import series_images
+
+    report = import_dicom(folder)
+    if report.problems:
+        raise SystemExit(f"import failed: {report.problems[:3]}")
+    (uid,) = report.series_uids
+    with session_scope() as session:
+        paths = {Path(i.path).parent for i in series_images(uid, session=session)}
+    (store,) = paths
+    return uid, store
+
+
+def recompress(folder: Path, target: Path, syntax: str) -> None:
+    """Copy a native series with its pixel data compressed by pydicom's encoders."""
+    import pydicom
+
+    target.mkdir(parents=True)
+    for path in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.compress(syntax, generate_instance_uid=False)
+        ds.save_as(target / path.name, enforce_file_format=True)
+
+
+def helper_prepare(root: Path, name: str, slices: int, size: int, seed: int, syntax: str) -> None:
+    """Make a series (``syntax``: a transfer syntax UID or "native"), import it, keep the
+    expected voxels as ``root/name.npy`` and print the series UID and its store folder."""
+    import numpy as np
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
+
+    from circus_tasks.synthetic import write_series
+
+    volume = phantom(slices, size, seed)
+    folder = root / name
+    if syntax == "native":
+        write_series(folder, volume)
+    elif syntax in (RLELossless, DeflatedExplicitVRLittleEndian):
+        write_series(folder, volume, transfer_syntax=syntax)
+    else:
+        write_series(root / f"{name}-native", volume)
+        recompress(root / f"{name}-native", folder, syntax)
+        shutil.rmtree(root / f"{name}-native")
+    np.save(root / f"{name}.npy", volume)
+    uid, store = import_series(folder)
+    shutil.rmtree(folder)
+    print(uid, store)
+
+
+def helper_check(raw: Path, expected: Path) -> None:
+    """Exit non-zero unless the raw file holds exactly the expected voxels."""
+    import numpy as np
+
+    want = np.load(expected, mmap_mode="r")
+    actual = np.memmap(raw, dtype="<i2", mode="r", shape=want.shape)
+    if not np.array_equal(actual, want):
+        raise SystemExit(f"{raw}: the written voxels differ from the stored ones")
+
+
+def helper(*args: str) -> list[str]:
+    """Run one of this script's helpers in a new process; return what it printed."""
+    done = subprocess.run(
+        [PYTHON, __file__, "--helper", *args], check=True, capture_output=True, text=True
+    )
+    return done.stdout.split()
+
+
+def prepare(
+    root: Path, name: str, slices: int, size: int, seed: int, syntax: str = "native"
+) -> tuple[str, Path]:
+    uid, store = helper("prepare", str(root), name, str(slices), str(size), str(seed), syntax)
+    return uid, Path(store)
+
+
+def check_voxels(raw: Path, root: Path, name: str) -> None:
+    helper("check", str(raw), str(root / f"{name}.npy"))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per tool (median)")
+    parser.add_argument("--slices", type=int, default=300, help="slices of the main series")
+    parser.add_argument("--big-slices", type=int, default=2000, help="slices of the long series")
+    args = parser.parse_args(argv)
+    dcm2niix = shutil.which("dcm2niix", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if dcm2niix is None:
+        raise SystemExit("dcm2niix is missing: .venv/bin/pip install -e '.[bench]'")
+    circus = str(BIN / "circus")
+
+    root = Path(tempfile.mkdtemp(prefix="circus-volume-bench-"))
+    try:
+        os.environ["CIRCUS_HOME"] = str(root / "home")
+        os.environ.pop("CIRCUS_DATABASE_URL", None)
+        run(args, root, circus, dcm2niix)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# Transfer syntax UIDs, spelled out so that the timing process does not import pydicom.
+COMPRESSED = {
+    "RLE Lossless": "1.2.840.10008.1.2.5",
+    "Deflated": "1.2.840.10008.1.2.1.99",
+    "JPEG-LS Lossless": "1.2.840.10008.1.2.4.80",
+    "JPEG 2000 Lossless": "1.2.840.10008.1.2.4.90",
+}
+
+
+def dcm2niix_argv(dcm2niix: str, out: Path, folder: Path) -> list[str]:
+    return [dcm2niix, "-z", "n", "-b", "n", "-f", "out", "-o", str(out), str(folder)]
+
+
+def run(args: argparse.Namespace, root: Path, circus: str, dcm2niix: str) -> None:
+    out = root / "out"
+    started = time.perf_counter()
+    uid, store = prepare(root, "ct", args.slices, 512, 7)
+    volume_bytes = args.slices * 512 * 512 * 2
+    print(
+        f"Series: {args.slices} x 512 x 512 int16, {volume_bytes / 1e6:.0f} MB of voxels "
+        f"(made and imported in {time.perf_counter() - started:.0f} s); "
+        f"{os.cpu_count()} CPUs; median of {args.repeats} runs after one warm-up."
+    )
+    print(f"  {'tool':<22} {'wall':>9}  {'peak RSS':>10}")
+    files = [str(path) for path in sorted(store.iterdir())]
+    tools: dict[str, list[str]] = {
+        "circus volume": [circus, "volume", uid, str(out)],
+        "dcm2niix": dcm2niix_argv(dcm2niix, out, store),
+        "SimpleITK series": [PYTHON, "-c", SIMPLEITK_SCRIPT, str(store), str(out)],
+        "pydicom naive stack": [PYTHON, "-c", PYDICOM_SCRIPT, str(store), str(out)],
+        "cat > /dev/null": ["/bin/sh", "-c", 'exec cat "$@" > /dev/null', "cat", *files],
+    }
+    figures: dict[str, Figures] = {}
+    for tool, argv in tools.items():
+        figures[tool] = measure(tool, argv, out, args.repeats, root)
+        if tool == "circus volume":
+            check_voxels(out / "0.raw", root, "ct")
+    ours, peer = figures["circus volume"], figures["dcm2niix"]
+    for tool, f in figures.items():
+        if tool != "circus volume":
+            print(f"  circus volume / {tool}: {ours.wall / f.wall:.2f}x wall time")
+    in_process = measure_in_process(uid, out, root)
+    print(
+        f"  write_volume alone (already-imported Python, as in the pre-processing task): "
+        f"{in_process:.3f} s = {in_process / peer.wall:.2f}x dcm2niix"
+    )
+
+    print("\nCompressed copies: 100 x 512 x 512 int16, circus volume vs dcm2niix (one run each)")
+    for name, syntax in COMPRESSED.items():
+        series_uid, series_store = prepare(root, name.replace(" ", "-"), 100, 512, 3, syntax)
+        ours_c = measure(f"{name}: circus", [circus, "volume", series_uid, str(out)], out, 1, root)
+        check_voxels(out / "0.raw", root, name.replace(" ", "-"))
+        try:
+            argv = dcm2niix_argv(dcm2niix, out, series_store)
+            peer_c = measure(f"{name}: dcm2niix", argv, out, 1, root)
+            print(f"  {name}: {ours_c.wall / peer_c.wall:.2f}x dcm2niix wall time")
+        except SystemExit as exc:
+            print(f"  {name}: dcm2niix failed ({str(exc).splitlines()[0]})")
+        shutil.rmtree(series_store)
+
+    print(f"\nLong series: {args.big_slices} x 256 x 256 int16")
+    big_uid, _ = prepare(root, "long", args.big_slices, 256, 5)
+    big_bytes = args.big_slices * 256 * 256 * 2
+    long_run = measure("circus volume (long)", [circus, "volume", big_uid, str(out)], out, 1, root)
+    check_voxels(out / "0.raw", root, "long")
+    print(
+        f"  peak memory {long_run.peak_mb:.0f} MB for {big_bytes / 1e6:.0f} MB of output "
+        f"({long_run.peak_mb * 1e6 / big_bytes:.2f}x)"
+    )
+    shutil.rmtree(out)
+
+    print(
+        f"\n{ours.wall / peer.wall:.2f}x dcm2niix wall time (circus volume {ours.wall:.2f} s vs "
+        f"dcm2niix {peer.wall:.2f} s), peak memory {ours.peak_mb * 1e6 / volume_bytes:.2f}x "
+        f"volume bytes"
+    )
+
+
+def measure_in_process(uid: str, out: Path, root: Path) -> float:
+    """``write_volume`` timed in a fresh interpreter that has already imported what it needs."""
+    script = f"""
+import sys, time
+from pathlib import Path
+from circus_tasks.cli import volume_files
+from circus_tasks.volume import write_volume
+files = volume_files({uid!r})
+best = []
+for _ in range(3):
+    start = time.perf_counter()
+    write_volume(files, Path({str(out)!r}) / str(_), 0)
+    best.append(time.perf_counter() - start)
+print(sorted(best)[1])
+"""
+    log = root / "in-process.log"
+    run_once([PYTHON, "-c", script], out, log)
+    return float(log.read_text().split()[-1])
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--helper"]:
+        name, *rest = sys.argv[2:]
+        if name == "prepare":
+            root_, series_name, slices_, size_, seed_, syntax_ = rest
+            helper_prepare(Path(root_), series_name, int(slices_), int(size_), int(seed_), syntax_)
+        else:
+            helper_check(Path(rest[0]), Path(rest[1]))
+    else:
+        main()
