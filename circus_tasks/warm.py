@@ -67,7 +67,8 @@ def run_flow_run(flow: Any) -> int:
     try:
         with handle_engine_signals(flow_run_id):
             flow_run = load_flow_run(flow_run_id=flow_run_id)
-            run_flow(flow, flow_run=flow_run, error_logger=flow_run_logger(flow_run=flow_run))
+            logger = flow_run_logger(flow_run=flow_run)
+            run_flow(flow, flow_run=flow_run, error_logger=logger)  # type: ignore[arg-type]
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0
@@ -136,13 +137,13 @@ def serve(path: Path, flow: Any) -> None:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-            conn = clients.pop(pid, None)
-            if conn is not None:
+            waiting = clients.pop(pid, None)
+            if waiting is not None:
                 try:
-                    conn.sendall(f"exit {_exit_code(status)}\n".encode())
+                    waiting.sendall(f"exit {_exit_code(status)}\n".encode())
                 except OSError:
                     pass
-                conn.close()
+                waiting.close()
     server.close()
     path.unlink(missing_ok=True)
 
@@ -154,6 +155,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(PROJECT_DIR))
     import prefect.engine  # noqa: F401  (loaded once, before any fork)
     import prefect.flow_engine  # noqa: F401
+
     from flows.job import circus_job
 
     serve(Path(argv[0]), circus_job)
