@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
     from circus_tasks.importer import ImportReport, import_dicom
     from circus_tasks.jobs import (
+        JobRequest,
         SeriesInput,
         abort_job,
         cancel_job,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         job_events,
         list_jobs,
         submit_job,
+        submit_jobs,
         wait_for_job,
     )
     from circus_tasks.pipeline import JobResults, get_job_results
@@ -60,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "VolumeError": "errors",
     "ImportReport": "importer",
     "import_dicom": "importer",
+    "JobRequest": "jobs",
     "SeriesInput": "jobs",
     "abort_job": "jobs",
     "get_job_results": "pipeline",
@@ -71,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "job_events": "jobs",
     "list_jobs": "jobs",
     "submit_job": "jobs",
+    "submit_jobs": "jobs",
     "wait_for_job": "jobs",
     "get_plugin": "plugins",
     "list_plugins": "plugins",
@@ -92,6 +96,7 @@ __all__ = [
     "InputConditionError",
     "InvalidRangeError",
     "JobNotFoundError",
+    "JobRequest",
     "JobResults",
     "JobStateError",
     "JobStatus",
@@ -118,6 +123,7 @@ __all__ = [
     "list_series",
     "resolve_auto_range",
     "submit_job",
+    "submit_jobs",
     "wait_for_job",
 ]
 

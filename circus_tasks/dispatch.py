@@ -7,10 +7,17 @@ answer is done again by the reconciler.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
-from typing import TYPE_CHECKING, Any
+from collections import defaultdict
+from collections.abc import Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import case, update
 from sqlmodel import col, select
 
 from circus_tasks.db import session_scope
@@ -20,9 +27,20 @@ from circus_tasks.settings import get_settings
 from circus_tasks.statuses import INVALIDATED_STATE_NAME, JobStatus
 
 if TYPE_CHECKING:
-    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import WorkQueue
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONCURRENCY = 4
+"""Flow run creations in flight at once in :func:`dispatch_jobs`. Kept low: the embedded
+server writes to SQLite one transaction at a time, and more requests in flight only turn into
+"database is locked" answers (HTTP 503) that the client retries after a back-off."""
+
+CHUNK = 500
+"""Jobs per database statement when reading or updating many at once."""
 
 _known_queues: set[str] = set()
 
@@ -39,33 +57,44 @@ def _priority_of(name: str) -> int | None:
         return None
 
 
-def ensure_priority_queue(client: SyncPrefectClient, priority: int) -> str:
-    """Create the work queue of ``priority`` if needed, and keep queue priorities in order.
-
-    Prefect serves queues by their rank (1 first); our higher job priority gets the lower rank.
-    """
-    from prefect.exceptions import ObjectAlreadyExists
-
-    settings = get_settings()
-    name = queue_name(priority)
-    if name in _known_queues:
-        return name
-    queues = client.read_work_queues(work_pool_name=settings.work_pool)
-    if name not in {q.name for q in queues}:
-        try:
-            client.create_work_queue(name=name, work_pool_name=settings.work_pool)
-        except ObjectAlreadyExists:
-            pass
-        queues = client.read_work_queues(work_pool_name=settings.work_pool)
+def _queue_ranks(queues: Iterable[WorkQueue]) -> list[tuple[Any, int]]:
+    """``(queue id, rank)`` for each of our priority queues whose rank is out of order."""
     ours = sorted(
         (q for q in queues if _priority_of(q.name) is not None),
         key=lambda q: -(_priority_of(q.name) or 0),
     )
-    for rank, queue in enumerate(ours, start=1):
-        if queue.priority != rank:
-            client.update_work_queue(queue.id, priority=rank)
-    _known_queues.update(q.name for q in ours)
-    return name
+    return [(q.id, rank) for rank, q in enumerate(ours, start=1) if q.priority != rank]
+
+
+async def ensure_priority_queues(
+    client: PrefectClient, priorities: Iterable[int]
+) -> dict[int, str]:
+    """Create the work queues of ``priorities`` if needed, and keep queue priorities in order.
+
+    Prefect serves queues by their rank (1 first); our higher job priority gets the lower rank.
+
+    Returns:
+        The queue name of each priority.
+    """
+    from prefect.exceptions import ObjectAlreadyExists
+
+    pool = get_settings().work_pool
+    names = {priority: queue_name(priority) for priority in priorities}
+    if set(names.values()) <= _known_queues:
+        return names
+    queues = await client.read_work_queues(work_pool_name=pool)
+    missing = set(names.values()) - {q.name for q in queues}
+    for name in sorted(missing):
+        try:
+            await client.create_work_queue(name=name, work_pool_name=pool)
+        except ObjectAlreadyExists:
+            pass
+    if missing:
+        queues = await client.read_work_queues(work_pool_name=pool)
+    for queue_id, rank in _queue_ranks(queues):
+        await client.update_work_queue(queue_id, priority=rank)
+    _known_queues.update(q.name for q in queues if _priority_of(q.name) is not None)
+    return names
 
 
 def prefect_client() -> Any:
@@ -73,6 +102,166 @@ def prefect_client() -> Any:
     from prefect.client.orchestration import get_client
 
     return get_client(sync_client=True)
+
+
+@dataclass(frozen=True)
+class _RunRequest:
+    """What a job's flow run is created from."""
+
+    job_id: str
+    priority: int
+    tags: list[str]
+
+
+def _run_requests(job_ids: Sequence[str]) -> tuple[list[_RunRequest], dict[str, str]]:
+    """The ``in_queue`` jobs among ``job_ids`` that have no flow run yet, and the flow run ids
+    of those that have one (read in a few queries, not one per job)."""
+    wanted = list(dict.fromkeys(job_ids))
+    requests: list[_RunRequest] = []
+    existing: dict[str, str] = {}
+    with session_scope() as session:
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start : start + CHUNK]
+            jobs = session.exec(select(Job).where(col(Job.id).in_(chunk))).all()
+            series: dict[str, list[str]] = defaultdict(list)
+            for job_id, uid in session.exec(
+                select(JobSeries.job_id, JobSeries.series_uid)
+                .where(col(JobSeries.job_id).in_(chunk))
+                .order_by(col(JobSeries.job_id), col(JobSeries.position))
+            ):
+                series[job_id].append(uid)
+            for job in jobs:
+                if job.flow_run_id:
+                    existing[job.id] = job.flow_run_id
+                elif job.status == JobStatus.IN_QUEUE:
+                    tags = [f"plugin:{job.plugin_id}", *(f"series:{u}" for u in series[job.id])]
+                    if job.user:
+                        tags.append(f"user:{job.user}")
+                    requests.append(_RunRequest(job.id, job.priority, tags))
+    requests.sort(key=lambda r: r.job_id)
+    return requests, existing
+
+
+async def _create_runs(
+    requests: Sequence[_RunRequest], concurrency: int
+) -> tuple[dict[str, str], list[BaseException]]:
+    """Create the flow runs, ``concurrency`` requests in flight at a time.
+
+    The deployment and the priority queues are read once. The runs are scheduled a microsecond
+    apart in job id (registration) order, so that each queue stays first in, first out however
+    the creations interleave.
+
+    Returns:
+        The flow run id of each job whose run was created, and the errors of the others.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(get_settings().deployment)
+        queues = await ensure_priority_queues(client, {r.priority for r in requests})
+        gate = asyncio.Semaphore(concurrency)
+
+        now = datetime.now(UTC)
+
+        async def create(request: _RunRequest, scheduled_time: datetime) -> tuple[str, str]:
+            async with gate:
+                run = await client.create_flow_run_from_deployment(
+                    deployment.id,
+                    parameters={"job_id": request.job_id},
+                    name=request.job_id,
+                    tags=request.tags,
+                    idempotency_key=request.job_id,
+                    work_queue_name=queues[request.priority],
+                    state=Scheduled(scheduled_time=scheduled_time),
+                )
+            return request.job_id, str(run.id)
+
+        outcomes = await asyncio.gather(
+            *(create(r, now + timedelta(microseconds=n)) for n, r in enumerate(requests)),
+            return_exceptions=True,
+        )
+    created = dict(o for o in outcomes if isinstance(o, tuple))
+    return created, [o for o in outcomes if isinstance(o, BaseException)]
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end from synchronous code, even inside a running event loop
+    (then in a helper thread, with this context's settings)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(context.run, asyncio.run, coroutine).result()
+
+
+def _store_run_ids(created: dict[str, str]) -> None:
+    """Record the flow run ids: one UPDATE per chunk, never over an id already there."""
+    items = sorted(created.items())
+    with session_scope() as session:
+        for start in range(0, len(items), CHUNK):
+            chunk = dict(items[start : start + CHUNK])
+            session.execute(
+                update(Job)
+                .where(col(Job.id).in_(list(chunk)), col(Job.flow_run_id).is_(None))
+                .values(flow_run_id=case(chunk, value=col(Job.id)))
+            )
+
+
+def dispatch_jobs(job_ids: Sequence[str], *, concurrency: int = CONCURRENCY) -> dict[str, str]:
+    """Create the flow runs of the ``in_queue`` jobs among ``job_ids`` that have none.
+
+    One Prefect client for the batch: the deployment and the priority queues are read once, and
+    up to ``concurrency`` runs are created at a time. Idempotent: each run's idempotency key is
+    its job id, so two dispatchers that race create one run per job.
+
+    Returns:
+        The flow run id of every job of ``job_ids`` that has one now (jobs that are not
+        ``in_queue`` and have no run are left out).
+
+    Raises:
+        PrefectUnavailableError: when Prefect does not answer; the runs created before that
+            are recorded, the other jobs stay registered for the reconciler.
+    """
+    requests, existing = _run_requests(job_ids)
+    if not requests:
+        return existing
+    try:
+        created, errors = _run_coroutine(_create_runs(requests, concurrency))
+    except unreachable_errors() as exc:
+        raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
+    _store_run_ids(created)
+    for error in errors:
+        if not _unanswered(error):
+            raise error
+    if errors:
+        raise PrefectUnavailableError(
+            f"Prefect does not answer: {errors[0]} ({len(errors)} job(s) left to the reconciler)"
+        ) from errors[0]
+    return {**existing, **created}
+
+
+def _unanswered(error: BaseException) -> bool:
+    """Whether a flow run creation failed because Prefect could not take it now: no server,
+    or a server error left after the client's retries (e.g. its database stayed locked)."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    if isinstance(error, PrefectHTTPStatusError):
+        return error.response.status_code >= 500
+    return isinstance(error, unreachable_errors())
+
+
+def try_dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
+    """:func:`dispatch_jobs`, leaving what Prefect did not take to the reconciler."""
+    try:
+        return dispatch_jobs(job_ids)
+    except PrefectUnavailableError as exc:
+        log.warning(
+            "%d job(s) registered; dispatch deferred to the reconciler: %s", len(job_ids), exc
+        )
+        return {}
 
 
 def dispatch_job(job_id: str) -> str | None:
@@ -84,36 +273,7 @@ def dispatch_job(job_id: str) -> str | None:
     Raises:
         PrefectUnavailableError: when Prefect does not answer.
     """
-    settings = get_settings()
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status != JobStatus.IN_QUEUE or job.flow_run_id:
-            return job.flow_run_id if job else None
-        series = list(session.exec(select(JobSeries.series_uid).where(JobSeries.job_id == job_id)))
-        priority, plugin_id, user = job.priority, job.plugin_id, job.user
-    tags = [f"plugin:{plugin_id}", *(f"series:{uid}" for uid in series)]
-    if user:
-        tags.append(f"user:{user}")
-    try:
-        with prefect_client() as client:
-            deployment = client.read_deployment_by_name(settings.deployment)
-            run = client.create_flow_run_from_deployment(
-                deployment.id,
-                parameters={"job_id": job_id},
-                name=job_id,
-                tags=tags,
-                idempotency_key=job_id,
-                work_queue_name=ensure_priority_queue(client, priority),
-            )
-    except unreachable_errors() as exc:
-        raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
-    with session_scope() as session:
-        session.execute(
-            update(Job)
-            .where(col(Job.id) == job_id, col(Job.flow_run_id).is_(None))
-            .values(flow_run_id=str(run.id))
-        )
-    return str(run.id)
+    return dispatch_jobs([job_id]).get(job_id)
 
 
 def try_dispatch(job_id: str) -> str | None:

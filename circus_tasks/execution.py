@@ -158,13 +158,32 @@ def aborted_by(job_id: str) -> str | None:
         return job.abort_requested_by if job else None
 
 
-def error_message(exc: BaseException, job_id: str | None = None) -> str:
+def _cancelled_in_prefect(flow_run_id: str | None) -> bool:
+    """Whether the flow run was moved to Cancelling/Cancelled in Prefect (UI or API)."""
+    if flow_run_id is None:
+        return False
+    from circus_tasks.dispatch import prefect_client, unreachable_errors
+
+    try:
+        with prefect_client() as client:
+            state = client.read_flow_run(flow_run_id).state
+    except unreachable_errors():
+        return False
+    return state is not None and state.type.value in ("CANCELLING", "CANCELLED")
+
+
+def error_message(
+    exc: BaseException, job_id: str | None = None, flow_run_id: str | None = None
+) -> str:
     """A readable message for a job that failed with ``exc`` ("aborted by USER" if it was)."""
     from prefect.exceptions import TerminationSignal
 
     who = aborted_by(job_id) if job_id else None
     if who is None and isinstance(exc, TerminationSignal):
-        who = PREFECT_USER  # the run was cancelled in Prefect, not through CIRCUS
+        if _cancelled_in_prefect(flow_run_id):
+            who = PREFECT_USER  # the run was cancelled in Prefect, not through CIRCUS
+        else:
+            return "the job's process was stopped by a signal (worker stopped or killed?)"
     if who:
         return f"aborted by {who}"
     if isinstance(exc, CircusError):
@@ -201,5 +220,6 @@ def job_execution(job_id: str, flow_run_id: str | None = None) -> Iterator[Execu
             try:
                 yield Execution(job_id, True, machine)
             except BaseException as exc:
-                fail_job(job_id, error_message(exc, job_id), by=f"machine:{machine}")
+                message = error_message(exc, job_id, flow_run_id)
+                fail_job(job_id, message, by=f"machine:{machine}")
                 raise

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,13 +21,24 @@ from ulid import ULID
 from circus_tasks.conditions import SeriesUse, unmet_conditions
 from circus_tasks.db import session_scope
 from circus_tasks.errors import (
+    CircusError,
     DuplicateJobError,
     InputConditionError,
     JobNotFoundError,
     JobStateError,
+    PluginNotFoundError,
 )
-from circus_tasks.models import Job, JobEvent, JobRead, JobSeries, JobSeriesBase, Series, utcnow
-from circus_tasks.plugins import get_plugin
+from circus_tasks.models import (
+    Image,
+    Job,
+    JobEvent,
+    JobRead,
+    JobSeries,
+    JobSeriesBase,
+    Series,
+    utcnow,
+)
+from circus_tasks.plugins import Plugin, get_plugin
 from circus_tasks.ranges import AUTO, ImageRange, resolve_auto_range
 from circus_tasks.series import series_images
 from circus_tasks.statuses import IGNORED_BY_DUPLICATE_CHECK, TERMINAL, JobStatus, can_move
@@ -42,8 +54,51 @@ class SeriesInput:
     range: ImageRange | str = AUTO
 
 
+class _Lookups:
+    """What validation reads, read once per batch: plug-ins (found by scanning a folder),
+    series and their images."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._plugins: dict[str, Plugin | PluginNotFoundError] = {}
+        self._images: dict[str, list[Image]] = {}
+
+    def plugin(self, plugin_id: str) -> Plugin:
+        """:func:`get_plugin`, once per id.
+
+        Raises:
+            PluginNotFoundError: for an unknown id.
+        """
+        found = self._plugins.get(plugin_id)
+        if found is None:
+            try:
+                found = get_plugin(plugin_id)
+            except PluginNotFoundError as exc:
+                found = exc
+            self._plugins[plugin_id] = found
+        if isinstance(found, PluginNotFoundError):
+            raise PluginNotFoundError(str(found))
+        return found
+
+    def images(self, series_uid: str) -> list[Image]:
+        """:func:`series_images`, once per series.
+
+        Raises:
+            SeriesNotFoundError: for a series that is not imported.
+        """
+        if series_uid not in self._images:
+            self._images[series_uid] = series_images(series_uid, session=self.session)
+        return self._images[series_uid]
+
+    def series(self, series_uid: str) -> Series:
+        """The index entry of a series already looked up with :meth:`images`."""
+        series = self.session.get(Series, series_uid)
+        assert series is not None
+        return series
+
+
 def resolve_series(
-    series: Sequence[SeriesInput | str], *, session: Session
+    series: Sequence[SeriesInput | str], *, session: Session, lookups: _Lookups | None = None
 ) -> list[tuple[str, ImageRange]]:
     """Resolve "auto", parse and check each range against the series' images.
 
@@ -51,10 +106,11 @@ def resolve_series(
         SeriesNotFoundError: for a series that is not imported.
         InvalidRangeError: for a range that breaks the rules or names missing images.
     """
+    lookups = lookups or _Lookups(session)
     resolved = []
     for item in series:
         request = SeriesInput(item) if isinstance(item, str) else item
-        images = series_images(request.series_uid, session=session)
+        images = lookups.images(request.series_uid)
         if request.range == AUTO:
             image_range = resolve_auto_range([(i.instance_number, i.z) for i in images])
         elif isinstance(request.range, str):
@@ -86,6 +142,74 @@ def new_job_id() -> str:
     return str(ULID()).lower()
 
 
+@dataclass(frozen=True)
+class JobRequest:
+    """One job of :func:`submit_jobs`: the arguments :func:`submit_job` takes."""
+
+    plugin_id: str
+    series: list[SeriesInput | str]
+    priority: int = 0
+    force: bool = False
+    user: str | None = None
+
+
+def _validate(
+    request: JobRequest, *, lookups: _Lookups, pending: Mapping[tuple[str, str], list[str]]
+) -> tuple[list[tuple[str, ImageRange]], str]:
+    """Check a request by every registration rule; its resolved series and signature.
+
+    ``pending`` holds jobs of the same batch not written yet, by (plug-in, signature): they
+    make a duplicate too.
+
+    Raises:
+        PluginNotFoundError, JobStateError, SeriesNotFoundError, InvalidRangeError,
+        InputConditionError, DuplicateJobError.
+    """
+    plugin = lookups.plugin(request.plugin_id)
+    if not request.series:
+        raise JobStateError("A job needs at least one series.")
+    resolved = resolve_series(request.series, session=lookups.session, lookups=lookups)
+    uses = [SeriesUse(lookups.series(uid), r.count) for uid, r in resolved]
+    problems = unmet_conditions(plugin.manifest.input_conditions, uses)
+    if problems:
+        raise InputConditionError(request.plugin_id, problems)
+    signature = job_signature(resolved)
+    if not request.force:
+        existing = find_duplicates(request.plugin_id, signature, session=lookups.session)
+        existing += pending.get((request.plugin_id, signature), [])
+        if existing:
+            raise DuplicateJobError(existing)
+    return resolved, signature
+
+
+def _job_rows(
+    request: JobRequest, resolved: Sequence[tuple[str, ImageRange]], signature: str
+) -> list[Job | JobSeries | JobEvent]:
+    """The rows that register a job: the job ``in_queue``, its series, its first event."""
+    job = Job(
+        id=new_job_id(),
+        plugin_id=request.plugin_id,
+        user=request.user,
+        priority=request.priority,
+        signature=signature,
+    )
+    series = [
+        JobSeries(
+            job_id=job.id,
+            position=position,
+            series_uid=uid,
+            start=image_range.start,
+            end=image_range.end,
+            delta=image_range.delta,
+        )
+        for position, (uid, image_range) in enumerate(resolved)
+    ]
+    event = JobEvent(
+        job_id=job.id, to_status=JobStatus.IN_QUEUE, by=request.user, reason="submitted"
+    )
+    return [job, *series, event]
+
+
 def register_job(
     plugin_id: str,
     series: Sequence[SeriesInput | str],
@@ -98,39 +222,48 @@ def register_job(
     """Validate a job request and write the job ``in_queue`` (no dispatch).
 
     Raises:
-        PluginNotFoundError, SeriesNotFoundError, InvalidRangeError, DuplicateJobError.
+        PluginNotFoundError, SeriesNotFoundError, InvalidRangeError, InputConditionError,
+        DuplicateJobError.
     """
-    plugin = get_plugin(plugin_id)
-    if not series:
-        raise JobStateError("A job needs at least one series.")
-    resolved = resolve_series(series, session=session)
-    uses = [SeriesUse(session.get(Series, uid), r.count) for uid, r in resolved]  # type: ignore[arg-type]
-    problems = unmet_conditions(plugin.manifest.input_conditions, uses)
-    if problems:
-        raise InputConditionError(plugin_id, problems)
-    signature = job_signature(resolved)
-    if not force:
-        existing = find_duplicates(plugin_id, signature, session=session)
-        if existing:
-            raise DuplicateJobError(existing)
-    job = Job(
-        id=new_job_id(), plugin_id=plugin_id, user=user, priority=priority, signature=signature
-    )
-    session.add(job)
+    request = JobRequest(plugin_id, list(series), priority=priority, force=force, user=user)
+    resolved, signature = _validate(request, lookups=_Lookups(session), pending={})
+    rows = _job_rows(request, resolved, signature)
+    session.add_all(rows)
     session.flush()
-    for position, (uid, image_range) in enumerate(resolved):
-        session.add(
-            JobSeries(
-                job_id=job.id,
-                position=position,
-                series_uid=uid,
-                start=image_range.start,
-                end=image_range.end,
-                delta=image_range.delta,
-            )
-        )
-    session.add(JobEvent(job_id=job.id, to_status=JobStatus.IN_QUEUE, by=user, reason="submitted"))
+    job = rows[0]
+    assert isinstance(job, Job)
     return job
+
+
+def register_jobs(requests: Sequence[JobRequest], *, session: Session) -> list[Job | CircusError]:
+    """Validate and write many jobs ``in_queue`` (no dispatch), each request on its own.
+
+    A request that breaks a rule gets its error in its slot and writes nothing; a request that
+    repeats an earlier one of the same batch is a duplicate unless forced. Plug-ins, series and
+    images are read once for the batch, and the rows are written in one flush.
+
+    Returns:
+        For each request in order, its new job or the error that refused it.
+    """
+    lookups = _Lookups(session)
+    pending: dict[tuple[str, str], list[str]] = defaultdict(list)
+    outcomes: list[Job | CircusError] = []
+    rows: list[Job | JobSeries | JobEvent] = []
+    for request in requests:
+        try:
+            resolved, signature = _validate(request, lookups=lookups, pending=pending)
+        except CircusError as exc:
+            outcomes.append(exc)
+            continue
+        job_rows = _job_rows(request, resolved, signature)
+        job = job_rows[0]
+        assert isinstance(job, Job)
+        pending[(request.plugin_id, signature)].append(job.id)
+        rows += job_rows
+        outcomes.append(job)
+    session.add_all(rows)
+    session.flush()
+    return outcomes
 
 
 def submit_job(
@@ -154,7 +287,8 @@ def submit_job(
         user: who submits (recorded on the job and its events).
 
     Raises:
-        PluginNotFoundError, SeriesNotFoundError, InvalidRangeError, DuplicateJobError.
+        PluginNotFoundError, SeriesNotFoundError, InvalidRangeError, InputConditionError,
+        DuplicateJobError.
     """
     from circus_tasks.dispatch import try_dispatch
 
@@ -166,6 +300,33 @@ def submit_job(
     job = get_job(job_id)
     assert job is not None
     return job
+
+
+def submit_jobs(requests: Sequence[JobRequest]) -> list[JobRead | CircusError]:
+    """Register many jobs and create their Prefect flow runs, by the rules of
+    :func:`submit_job`.
+
+    Each request is judged on its own: the result holds, in request order, the registered job
+    or the error that refused the request (``DuplicateJobError`` also for a repeat of an
+    earlier request of the batch, unless forced). The valid jobs are committed first, a chunk
+    at a time; then their flow runs are created together (:func:`~circus_tasks.dispatch.
+    dispatch_jobs`). If Prefect does not answer, the jobs stay registered and the reconciler
+    dispatches them when Prefect is back.
+
+    Example:
+        >>> submit_jobs([JobRequest("volumetry@1.0.0", [uid]) for uid in uids])  # doctest: +SKIP
+    """
+    from circus_tasks.dispatch import CHUNK, try_dispatch_jobs
+
+    outcomes: list[Job | CircusError] = []
+    for start in range(0, len(requests), CHUNK):
+        with session_scope() as session:
+            outcomes += register_jobs(requests[start : start + CHUNK], session=session)
+    job_ids = [o.id for o in outcomes if isinstance(o, Job)]
+    try_dispatch_jobs(job_ids)
+    with session_scope() as session:
+        reads = _read_jobs(job_ids, session=session)
+    return [reads[o.id] if isinstance(o, Job) else o for o in outcomes]
 
 
 def move_status(
@@ -309,14 +470,30 @@ def invalidate_job(job_id: str, *, reason: str, user: str | None = None) -> JobR
     return _read(job_id)
 
 
+def _read_jobs(job_ids: Sequence[str], *, session: Session) -> dict[str, JobRead]:
+    """The API views of many jobs, by id: the jobs and their series in one query each per
+    chunk (never a query per job)."""
+    from circus_tasks.dispatch import CHUNK
+
+    reads: dict[str, JobRead] = {}
+    for start in range(0, len(job_ids), CHUNK):
+        chunk = list(job_ids[start : start + CHUNK])
+        jobs = session.exec(select(Job).where(col(Job.id).in_(chunk))).all()
+        series: dict[str, list[JobSeriesBase]] = defaultdict(list)
+        for row in session.exec(
+            select(JobSeries)
+            .where(col(JobSeries.job_id).in_(chunk))
+            .order_by(col(JobSeries.job_id), col(JobSeries.position))
+        ):
+            series[row.job_id].append(JobSeriesBase.model_validate(row.model_dump()))
+        for job in jobs:
+            reads[job.id] = JobRead.model_validate({**job.model_dump(), "series": series[job.id]})
+    return reads
+
+
 def to_read(job: Job, *, session: Session) -> JobRead:
     """The API view of a job row, with its series."""
-    rows = session.exec(
-        select(JobSeries).where(JobSeries.job_id == job.id).order_by(col(JobSeries.position))
-    )
-    data = job.model_dump()
-    data["series"] = [JobSeriesBase.model_validate(r.model_dump()) for r in rows]
-    return JobRead.model_validate(data)
+    return _read_jobs([job.id], session=session)[job.id]
 
 
 def get_job(job_id: str) -> JobRead | None:
@@ -339,12 +516,21 @@ def list_jobs(
     plugin_id: str | None = None,
     series_uid: str | None = None,
     user: str | None = None,
+    patient_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[JobRead]:
-    """Jobs, newest first, filtered by any of status, plug-in, series and user."""
+    """Jobs, newest first, filtered by any of status, plug-in, series, user and patient.
+
+    Every filter is an index look-up that yields job ids in order (see the indexes on
+    :class:`~circus_tasks.models.Job`), so a page costs about the same with 100 jobs as with
+    100,000.
+
+    Args:
+        patient_id: jobs with at least one series of this patient.
+    """
     with session_scope() as session:
-        query = select(Job)
+        query = select(Job.id)
         if status is not None:
             query = query.where(Job.status == JobStatus(status))
         if plugin_id is not None:
@@ -355,8 +541,18 @@ def list_jobs(
             query = query.where(
                 col(Job.id).in_(select(JobSeries.job_id).where(JobSeries.series_uid == series_uid))
             )
+        if patient_id is not None:
+            query = query.where(
+                col(Job.id).in_(
+                    select(JobSeries.job_id)
+                    .join(Series, col(Series.series_uid) == col(JobSeries.series_uid))
+                    .where(Series.patient_id == patient_id)
+                )
+            )
         query = query.order_by(col(Job.id).desc()).offset(offset).limit(limit)
-        return [to_read(job, session=session) for job in session.exec(query)]
+        page = list(session.exec(query))
+        reads = _read_jobs(page, session=session)
+        return [reads[job_id] for job_id in page]
 
 
 def job_events(job_id: str) -> list[JobEvent]:

@@ -88,10 +88,10 @@ class PluginRecord(SQLModel, table=True):
 class JobBase(SQLModel):
     """The CIRCUS job record."""
 
-    plugin_id: str = Field(index=True)
-    user: str | None = Field(default=None, index=True)
+    plugin_id: str
+    user: str | None = None
     priority: int = 0
-    status: JobStatus = Field(default=JobStatus.IN_QUEUE, index=True)
+    status: JobStatus = JobStatus.IN_QUEUE
     stage: JobStage | None = None
     error_message: str | None = None
     results: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
@@ -106,9 +106,18 @@ class JobBase(SQLModel):
 
 
 class Job(JobBase, table=True):
-    """A job row; ``signature`` makes the duplicate check an index look-up."""
+    """A job row; ``signature`` makes the duplicate check an index look-up.
 
-    __table_args__ = (Index("ix_job_plugin_signature", "plugin_id", "signature"),)
+    Each list filter has an index that ends in ``id``, so that a page of the newest jobs
+    (``ORDER BY id DESC LIMIT n``) is read from the index in order, never sorted from a scan.
+    """
+
+    __table_args__ = (
+        Index("ix_job_plugin_signature", "plugin_id", "signature"),
+        Index("ix_job_status_id", "status", "id"),
+        Index("ix_job_plugin_id_id", "plugin_id", "id"),
+        Index("ix_job_user_id", "user", "id"),
+    )
 
     id: str = Field(primary_key=True, max_length=26)
     signature: str = Field(description="series uid:start:end:delta of each series, in order")
@@ -120,14 +129,19 @@ class Job(JobBase, table=True):
 class JobSeriesBase(SQLModel):
     """One series of a job, with its resolved image range."""
 
-    series_uid: str = Field(index=True, max_length=64)
+    series_uid: str = Field(max_length=64)
     start: int
     end: int
     delta: int
 
 
 class JobSeries(JobSeriesBase, table=True):
-    """A job's series entry; ``position`` keeps the job's order (volume N)."""
+    """A job's series entry; ``position`` keeps the job's order (volume N).
+
+    ``(series_uid, job_id)`` finds a series' jobs newest first from the index alone.
+    """
+
+    __table_args__ = (Index("ix_jobseries_series_uid_job_id", "series_uid", "job_id"),)
 
     job_id: str = Field(foreign_key="job.id", primary_key=True)
     position: int = Field(primary_key=True)

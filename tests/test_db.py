@@ -27,4 +27,4 @@ def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
         inspect(engine).get_table_names()
     )
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0001"
+        assert MigrationContext.configure(connection).get_current_revision() == "0002"
