@@ -202,6 +202,7 @@ def jobs(
     plugin: Annotated[str | None, typer.Option()] = None,
     series_uid: Annotated[str | None, typer.Option("--series")] = None,
     user: Annotated[str | None, typer.Option()] = None,
+    patient: Annotated[str | None, typer.Option(help="Patient ID.")] = None,
     limit: Annotated[int, typer.Option()] = 50,
 ) -> None:
     """List jobs, newest first."""
@@ -209,7 +210,12 @@ def jobs(
 
     try:
         rows = list_jobs(
-            status=status, plugin_id=plugin, series_uid=series_uid, user=user, limit=limit
+            status=status,
+            plugin_id=plugin,
+            series_uid=series_uid,
+            user=user,
+            patient_id=patient,
+            limit=limit,
         )
     except ValueError as exc:
         _fail(exc)
@@ -354,7 +360,7 @@ def volume_files(spec: str) -> list[Path]:
         InvalidRangeError: the range breaks the rules or names images the series lacks.
     """
     from circus_tasks.db import session_scope
-    from circus_tasks.jobs import SeriesInput, resolve_series
+    from circus_tasks.registration import SeriesInput, resolve_series
     from circus_tasks.series import series_images
 
     uid, _, range_text = spec.partition(":")

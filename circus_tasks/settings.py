@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         default=45.0, description="A processing job whose heartbeat is older than this has died."
     )
     reconcile_seconds: float = Field(default=10.0, description="Reconciler period.")
-    worker_poll_seconds: float = Field(default=1.0, description="How often a worker polls.")
+    worker_poll_seconds: float = Field(default=0.5, description="How often a worker polls.")
 
     @property
     def db_url(self) -> str:

@@ -14,6 +14,7 @@ Run as ``python -m circus_tasks.warm SOCKET``.
 from __future__ import annotations
 
 import array
+import atexit
 import json
 import os
 import select
@@ -89,6 +90,17 @@ def _child(conn: socket.socket, request: dict[str, Any], fds: list[int], flow: A
     code = 1
     try:
         code = run_flow_run(flow)
+    finally:
+        _exit_like_the_interpreter(code)
+
+
+def _exit_like_the_interpreter(code: int) -> None:
+    """Finish the child as a normal interpreter exit would (Prefect drains its log and event
+    services in threading's exit hooks, logging flushes in atexit), but without unwinding into
+    the zygote's loop."""
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -38,6 +38,8 @@ def test_show_jobs_results_log_cancel(home: Path) -> None:
     assert finish_job(done, store_results(done))
 
     assert queued in runner.invoke(app, ["jobs", "--status", "in_queue"]).output
+    assert done in runner.invoke(app, ["jobs", "--patient", "1CT1"]).output
+    assert done not in runner.invoke(app, ["jobs", "--patient", "nobody"]).output
     assert "in_queue" in runner.invoke(app, ["show", queued]).output
     results = runner.invoke(app, ["results", done])
     assert results.exit_code == 0 and "lesionCandidates" in results.output
