@@ -127,7 +127,7 @@ def test_a_batch_breaking_input_conditions_is_refused_per_request(
 def test_plugins_and_images_are_read_once_per_batch(
     series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import circus_tasks.jobs as jobs
+    import circus_tasks.registration as jobs
 
     a, b = series_factory(), series_factory()
     calls: dict[str, int] = {"plugin": 0, "images": 0}
