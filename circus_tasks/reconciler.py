@@ -22,7 +22,12 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from circus_tasks.db import session_scope
-from circus_tasks.dispatch import prefect_client, try_dispatch, try_mirror_state, unreachable_errors
+from circus_tasks.dispatch import (
+    prefect_client,
+    try_dispatch_jobs,
+    try_mirror_state,
+    unreachable_errors,
+)
 from circus_tasks.execution import PREFECT_USER, fail_job
 from circus_tasks.jobs import age_seconds, move_status
 from circus_tasks.models import Job, utcnow
@@ -81,10 +86,13 @@ def reconcile_once() -> list[str]:
                 actions.append(f"{job.id}: failed (no heartbeat)")
                 _crash_run(job.flow_run_id, message)
 
-    for job in queued:
-        if job.flow_run_id is None and (age_seconds(job.created_at) or 0) > DISPATCH_GRACE_SECONDS:
-            if try_dispatch(job.id):
-                actions.append(f"{job.id}: dispatched")
+    undispatched = [
+        job.id
+        for job in queued
+        if job.flow_run_id is None and (age_seconds(job.created_at) or 0) > DISPATCH_GRACE_SECONDS
+    ]
+    if undispatched:
+        actions += [f"{job_id}: dispatched" for job_id in try_dispatch_jobs(undispatched)]
 
     run_ids = [j.flow_run_id for j in processing + queued + mirrored if j.flow_run_id]
     if not run_ids:
