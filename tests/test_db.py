@@ -28,3 +28,14 @@ def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
     )
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == "0002"
+
+
+def test_the_cheap_schema_check_knows_the_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from circus_tasks.db import MIGRATIONS, SCHEMA_REVISION
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
