@@ -20,7 +20,7 @@ from circus_tasks.errors import CircusError
 from circus_tasks.jobs import move_status
 from circus_tasks.models import Job, utcnow
 from circus_tasks.settings import get_settings
-from circus_tasks.statuses import JobStage, JobStatus
+from circus_tasks.statuses import PREFECT_CANCEL_TYPES, JobStage, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def _cancelled_in_prefect(flow_run_id: str | None) -> bool:
             state = client.read_flow_run(flow_run_id).state
     except unreachable_errors():
         return False
-    return state is not None and state.type.value in ("CANCELLING", "CANCELLED")
+    return state is not None and state.type.value in PREFECT_CANCEL_TYPES
 
 
 def error_message(

@@ -32,7 +32,12 @@ from circus_tasks.execution import PREFECT_USER, fail_job
 from circus_tasks.jobs import age_seconds, move_status
 from circus_tasks.models import Job, utcnow
 from circus_tasks.settings import get_settings
-from circus_tasks.statuses import INVALIDATED_STATE_NAME, JobStatus, job_status_for
+from circus_tasks.statuses import (
+    INVALIDATED_STATE_NAME,
+    PREFECT_CANCEL_TYPES,
+    JobStatus,
+    job_status_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +126,7 @@ def reconcile_once() -> list[str]:
     for job in processing:
         run = runs.get(job.flow_run_id) if job.flow_run_id else None
         if run is not None and run.state is not None and not job.abort_requested_by:
-            if run.state.type.value in ("CANCELLING", "CANCELLED"):
+            if run.state.type.value in PREFECT_CANCEL_TYPES:
                 job.abort_requested_by = _mark_aborted(job.id, PREFECT_USER)
         if run is None or run.state is None or not run.state.is_final():
             continue

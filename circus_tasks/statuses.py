@@ -57,6 +57,9 @@ PREFECT_TO_JOB: dict[str, JobStatus] = {
 type's value so that this module does not import Prefect; never match on state *names*: queued
 runs turn "Late" after a while."""
 
+PREFECT_CANCEL_TYPES: frozenset[str] = frozenset({"CANCELLING", "CANCELLED"})
+"""Prefect state types that mean someone cancelled the run in Prefect (UI or API)."""
+
 INVALIDATED_STATE_NAME = "Invalidated"
 """Name of the Completed-type state an invalidated job's flow run is moved to."""
 
