@@ -11,8 +11,9 @@ import asyncio
 import contextvars
 import logging
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -286,6 +287,16 @@ def try_dispatch(job_id: str) -> str | None:
         return None
 
 
+@contextmanager
+def _prefect_calls() -> Iterator[Any]:
+    """A Prefect client whose "not there" errors become :class:`PrefectUnavailableError`."""
+    try:
+        with prefect_client() as client:
+            yield client
+    except unreachable_errors() as exc:
+        raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
+
+
 def mirror_state(job_id: str) -> None:
     """Show our decision on the job's flow run: Cancelled, or "Invalidated" (Completed type).
 
@@ -299,22 +310,17 @@ def mirror_state(job_id: str) -> None:
         if job is None or job.flow_run_id is None:
             return
         status, run_id, reason = job.status, job.flow_run_id, job.invalidation_reason
-    try:
-        with prefect_client() as client:
-            run = client.read_flow_run(run_id)
-            if status == JobStatus.CANCELLED and run.state and not run.state.is_final():
+    with _prefect_calls() as client:
+        run = client.read_flow_run(run_id)
+        if status == JobStatus.CANCELLED and run.state and not run.state.is_final():
+            client.set_flow_run_state(
+                run_id, Cancelled(message="cancelled in CIRCUS before it ran"), force=True
+            )
+        elif status == JobStatus.INVALIDATED and run.state and run.state.is_completed():
+            if run.state.name != INVALIDATED_STATE_NAME:
                 client.set_flow_run_state(
-                    run_id, Cancelled(message="cancelled in CIRCUS before it ran"), force=True
+                    run_id, Completed(name=INVALIDATED_STATE_NAME, message=reason), force=True
                 )
-            elif status == JobStatus.INVALIDATED and run.state and run.state.is_completed():
-                if run.state.name != INVALIDATED_STATE_NAME:
-                    client.set_flow_run_state(
-                        run_id,
-                        Completed(name=INVALIDATED_STATE_NAME, message=reason),
-                        force=True,
-                    )
-    except unreachable_errors() as exc:
-        raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
 
 
 def request_cancellation(job_id: str) -> None:
@@ -330,11 +336,8 @@ def request_cancellation(job_id: str) -> None:
         if job is None or job.flow_run_id is None:
             return
         run_id, who = job.flow_run_id, job.abort_requested_by
-    try:
-        with prefect_client() as client:
-            client.set_flow_run_state(run_id, Cancelling(message=f"aborted by {who}"), force=True)
-    except unreachable_errors() as exc:
-        raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
+    with _prefect_calls() as client:
+        client.set_flow_run_state(run_id, Cancelling(message=f"aborted by {who}"), force=True)
 
 
 def try_mirror_state(job_id: str) -> None:

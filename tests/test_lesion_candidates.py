@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from circus_tasks.phantom import (
     phantom_volume,
 )
 from circus_tasks.results import load_results
+from tests.plugin_inputs import load_plugin_module
+from tests.plugin_inputs import write_input as write_plugin_input
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "lesion-candidates"
 PLUGIN_FILE = PLUGIN_DIR / "lesion_candidates.py"
@@ -30,11 +31,7 @@ PLUGIN_FILE = PLUGIN_DIR / "lesion_candidates.py"
 
 @pytest.fixture(scope="module")
 def plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lesion_candidates_under_test", PLUGIN_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_plugin_module(PLUGIN_FILE, "lesion_candidates_under_test")
 
 
 def write_input(
@@ -47,26 +44,8 @@ def write_input(
     attributes: bool = True,
 ) -> None:
     """Write volume 0 the way pre-processing does: 0.raw, 0.mhd and (optionally) 0.json."""
-    in_dir.mkdir(parents=True, exist_ok=True)
-    slices, rows, cols = volume.shape
-    volume.astype("<i2").tofile(in_dir / "0.raw")
-    sx, sy, sz = spacing_xyz
-    header = (
-        "ObjectType = Image\n"
-        "NDims = 3\n"
-        f"DimSize = {cols} {rows} {slices}\n"
-        "ElementType = MET_SHORT\n"
-        f"ElementSpacing = {sx} {sy} {sz}\n"
-        "ElementByteOrderMSB = False\n"
-        "ElementDataFile = 0.raw\n"
-    )
-    (in_dir / "0.mhd").write_bytes(header.encode("ascii"))
-    if attributes:
-        document = {
-            "common": {"0028,1052": intercept, "0028,1053": slope, "0028,0010": rows},
-            "unique": [{"0020,0013": index + 1} for index in range(slices)],
-        }
-        (in_dir / "0.json").write_text(json.dumps(document), encoding="utf-8")
+    rescale = (slope, intercept) if attributes else None
+    write_plugin_input(in_dir, 0, volume.astype(np.int16), spacing_xyz, rescale)
 
 
 def run_on(plugin: ModuleType, tmp_path: Path, volume: np.ndarray, **kwargs: Any) -> Path:
