@@ -1,9 +1,11 @@
 """Submission and search at scale (issue 4, section 3), measured against their peers in one run.
 
 (a) Submission: a real stack (Prefect server, work pool, deployments; no worker, so runs just
-    queue) in a temporary CIRCUS_HOME on a free port. ``submit_jobs`` registers a batch of jobs
-    and creates their flow runs; the peer is a plain ``run_deployment(name, timeout=0)`` per
-    job, and ``submit_job`` one job at a time is shown beside them.
+    queue) in a temporary CIRCUS_HOME on a free port, once with the embedded server on SQLite
+    (the default) and once with the server and our tables on a throw-away PostgreSQL cluster
+    (production). ``submit_jobs`` registers a batch of jobs and creates their flow runs; the
+    peer is a plain ``run_deployment(name, timeout=0)`` per job on the same stack, and
+    ``submit_job`` one job at a time is shown beside them.
 (b) Search: the job table is filled with 100,000 jobs (bulk inserts, a spread of statuses,
     plug-ins, series, users and patients); a page of ``list_jobs`` by each filter and the
     duplicate check are timed, median and p95 over many calls.
@@ -12,12 +14,15 @@ Run from the project folder (after ``make test`` has built ``.venv``)::
 
     .venv/bin/python benchmarks/scale.py
 
-The last line starts with the ratio against the peer. ``--no-stack`` skips part (a).
+The last line starts with the ratio against the peer (on SQLite). ``--no-stack`` skips part
+(a); ``--backend sqlite`` or ``--backend postgres`` runs it on one of them only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import random
 import shutil
@@ -314,10 +319,16 @@ def bench_search(count: int, calls: int) -> dict[str, Any]:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def report(submission: dict[str, Any] | None, search: dict[str, Any], calls: int) -> None:
+BACKENDS = {
+    "sqlite": "embedded server, SQLite (the default)",
+    "postgres": "server on PostgreSQL (production)",
+}
+
+
+def report(submissions: dict[str, dict[str, Any]], search: dict[str, Any], calls: int) -> None:
     print()
-    if submission:
-        print("Submission into a running stack (no worker: runs queue)")
+    for backend, submission in submissions.items():
+        print(f"Submission into a running stack, {BACKENDS[backend]} (no worker: runs queue)")
         rows = [
             ("path", "jobs", "jobs/s"),
             ("register_jobs only (no flow runs)", submission["jobs"], submission["register_per_s"]),
@@ -359,61 +370,108 @@ def report(submission: dict[str, Any] | None, search: dict[str, Any], calls: int
     search_part = (
         f"list_jobs page median <= {worst_page:.1f} ms; duplicate check median {dup:.2f} ms"
     )
-    if submission:
-        ratio = submission["batch_per_s"] / submission["peer_per_s"]
-        print(
-            f"{ratio:.1f}x run_deployment jobs/s (submit_jobs {submission['batch_per_s']:.0f}/s "
-            f"vs {submission['peer_per_s']:.1f}/s); {search_part}"
+    if submissions:
+        first = next(iter(submissions.values()))
+        ratio = first["batch_per_s"] / first["peer_per_s"]
+        rates = ", ".join(
+            f"{b} {r['batch_per_s']:.0f}/s vs {r['peer_per_s']:.1f}/s"
+            for b, r in submissions.items()
         )
+        print(f"{ratio:.1f}x run_deployment jobs/s (submit_jobs {rates}); {search_part}")
     else:
         print(f"(no stack) {search_part}")
 
 
+def submission_child(args: argparse.Namespace) -> None:
+    """Part (a) on one backend, in a process of its own (settings are read once per process):
+    start the stack, measure, stop it, print the figures as one JSON line."""
+    home = Path(os.environ["CIRCUS_HOME"])
+    try:
+        up = subprocess.run(
+            [CIRCUS, "up", "--no-worker"], cwd=PROJECT, capture_output=True, text=True
+        )
+        if up.returncode != 0:
+            raise SystemExit(f"circus up failed:\n{up.stdout}\n{up.stderr}")
+        result = bench_submission(home, args.submit, args.peer, args.single)
+    finally:
+        subprocess.run([CIRCUS, "down"], cwd=PROJECT, capture_output=True)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_submission(backend: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Run :func:`submission_child` for ``backend`` (a throw-away PostgreSQL cluster for
+    ``postgres``, holding both the Prefect server's database and ours)."""
+    from circus_tasks.throwaway_postgres import throwaway_cluster
+
+    home = root / backend / "home"
+    port = free_port()
+    env = {
+        **os.environ,
+        "CIRCUS_HOME": str(home),
+        "CIRCUS_PREFECT_PORT": str(port),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    command = [sys.executable, __file__, "--submission-child", backend]
+    command += ["--submit", str(args.submit), "--single", str(args.single)]
+    command += ["--peer", str(args.peer)]
+    print(f"Submission on {BACKENDS[backend]}: stack on port {port} in {home} ...", flush=True)
+    with contextlib.ExitStack() as stack:
+        if backend == "postgres":
+            # durable against a crash of the server process, like the embedded SQLite server
+            # (WAL, synchronous=NORMAL): commits are not flushed to disk one by one
+            cluster = stack.enter_context(throwaway_cluster(["synchronous_commit=off"]))
+            for name in ("prefect", "circus"):
+                cluster.create_database(name)
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = cluster.url("prefect", "asyncpg")
+            env["CIRCUS_DATABASE_URL"] = cluster.url("circus")
+        child = subprocess.run(command, env=env, cwd=PROJECT, capture_output=True, text=True)
+    lines = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
+    if child.returncode != 0 or not lines:
+        raise SystemExit(f"submission on {backend} failed:\n{child.stdout}\n{child.stderr}")
+    return dict(json.loads(lines[-1].removeprefix("RESULT ")))
+
+
 def main() -> None:
+    from circus_tasks.throwaway_postgres import available
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs in the table for (b)")
     parser.add_argument("--submit", type=int, default=500, help="jobs in the submit_jobs batch")
     parser.add_argument("--single", type=int, default=30, help="jobs through submit_job")
     parser.add_argument("--peer", type=int, default=100, help="jobs through run_deployment")
     parser.add_argument("--calls", type=int, default=50, help="calls per search timing")
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "postgres", "both"],
+        default="both" if available() else "sqlite",
+        help="the Prefect server's database for (a); default both (postgres if PostgreSQL's "
+        "server programs are on the PATH)",
+    )
     parser.add_argument("--no-stack", action="store_true", help="skip (a): no Prefect server")
+    parser.add_argument("--submission-child", choices=list(BACKENDS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.submission_child:
+        submission_child(args)
+        return
 
     root = Path(tempfile.mkdtemp(prefix="circus-scale-"))
     home = root / "home"
-    port = free_port()
-    # before anything imports circus_tasks or Prefect, which read these once
-    os.environ.update(
-        CIRCUS_HOME=str(home),
-        CIRCUS_PREFECT_PORT=str(port),
-        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-        PREFECT_HOME=str(home / "prefect"),
-        PREFECT_LOGGING_LEVEL="WARNING",
-    )
+    # before anything imports circus_tasks, which reads these once
+    os.environ.update(CIRCUS_HOME=str(home), PREFECT_LOGGING_LEVEL="WARNING")
     os.environ.pop("CIRCUS_DATABASE_URL", None)
     os.environ.pop("CIRCUS_PLUGINS_DIR", None)
-    submission = None
-    started = False
+    submissions: dict[str, dict[str, Any]] = {}
     try:
         if not args.no_stack:
-            print(f"Starting the stack on port {port} in {home} ...", flush=True)
-            started = True
-            up = subprocess.run(
-                [CIRCUS, "up", "--no-worker"], cwd=PROJECT, capture_output=True, text=True
-            )
-            if up.returncode != 0:
-                raise SystemExit(f"circus up failed:\n{up.stdout}\n{up.stderr}")
-            print(
-                f"Submitting {args.submit} jobs, {args.single} singly, {args.peer} by the peer ...",
-                flush=True,
-            )
-            submission = bench_submission(home, args.submit, args.peer, args.single)
+            backends = list(BACKENDS) if args.backend == "both" else [args.backend]
+            for backend in backends:
+                submissions[backend] = run_submission(backend, root, args)
         print(f"Filling the job table with {args.jobs:,} jobs ...", flush=True)
         search = bench_search(args.jobs, args.calls)
-        report(submission, search, args.calls)
+        report(submissions, search, args.calls)
     finally:
-        if started:
-            subprocess.run([CIRCUS, "down"], cwd=PROJECT, capture_output=True)
         from circus_tasks.db import reset_caches
 
         reset_caches()

@@ -35,11 +35,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-CONCURRENCY = 1
-"""Flow run creations in flight at once in :func:`dispatch_jobs`. One: the embedded server
-writes to SQLite one transaction at a time, and more requests in flight only turn into
-"database is locked" answers (HTTP 503) that the client retries after a back-off (measured:
-4 in flight 2.1 jobs/s with 503s, 1 in flight 3.0 jobs/s, same 300-job batch)."""
+BULK = 100
+"""Flow runs per request to Prefect's bulk endpoint (``POST /deployments/{id}/create_flow_run/
+bulk``; the server takes at most 100). The server creates a request's runs in one transaction,
+so a batch pays for the request, the deployment read and the commit once instead of per run."""
+
+BUSY_RETRIES = 8
+"""How often the runs that the server could not write ("database is locked": its SQLite was
+taken by another writer, e.g. its event persister) are asked for again, after a short pause."""
 
 CHUNK = 500
 """Jobs per database statement when reading or updating many at once."""
@@ -144,47 +147,115 @@ def _run_requests(job_ids: Sequence[str]) -> tuple[list[_RunRequest], dict[str, 
     return requests, existing
 
 
+class RunCreationError(RuntimeError):
+    """Prefect refused to create a job's flow run for a reason that asking again will not fix."""
+
+
+class PrefectBusyError(RuntimeError):
+    """The Prefect server's database stayed busy: the runs can be asked for again later."""
+
+
+def _busy(error: str) -> bool:
+    """Whether a refusal from the bulk endpoint means "the database was busy, ask again"."""
+    return "database is locked" in error or "could not serialize" in error
+
+
+def _run_body(request: _RunRequest, queue: str | None, scheduled_time: datetime) -> dict[str, Any]:
+    """One flow run of the bulk endpoint's request body (``queue`` None: the deployment's)."""
+    body: dict[str, Any] = {
+        "name": request.job_id,
+        "parameters": {"job_id": request.job_id},
+        "tags": request.tags,
+        "idempotency_key": request.job_id,
+        "state": {
+            "type": "SCHEDULED",
+            "name": "Scheduled",
+            "state_details": {"scheduled_time": scheduled_time.isoformat()},
+        },
+    }
+    if queue is not None:
+        body["work_queue_name"] = queue
+    return body
+
+
+def _other(queue: str, own: str | None) -> str | None:
+    return None if queue == own else queue
+
+
 async def _create_runs(
-    requests: Sequence[_RunRequest], concurrency: int
+    requests: Sequence[_RunRequest],
 ) -> tuple[dict[str, str], list[BaseException]]:
-    """Create the flow runs, ``concurrency`` requests in flight at a time.
+    """Create the flow runs, :data:`BULK` to a request, one request at a time.
 
     The deployment and the priority queues are read once. The runs are scheduled a microsecond
-    apart in job id (registration) order, so that each queue stays first in, first out however
-    the creations interleave.
+    apart in job id (registration) order, so that each queue stays first in, first out. Runs
+    that the server could not write because its database was busy are asked for again (the
+    idempotency key, the job id, makes a repeat return the run that exists).
 
     Returns:
         The flow run id of each job whose run was created, and the errors of the others.
     """
     from prefect.client.orchestration import get_client
-    from prefect.states import Scheduled
 
+    created: dict[str, str] = {}
+    errors: list[BaseException] = []
     async with get_client() as client:
         deployment = await client.read_deployment_by_name(get_settings().deployment)
         queues = await ensure_priority_queues(client, {r.priority for r in requests})
-        gate = asyncio.Semaphore(concurrency)
-
         now = datetime.now(UTC)
-
-        async def create(request: _RunRequest, scheduled_time: datetime) -> tuple[str, str]:
-            async with gate:
-                run = await client.create_flow_run_from_deployment(
-                    deployment.id,
-                    parameters={"job_id": request.job_id},
-                    name=request.job_id,
-                    tags=request.tags,
-                    idempotency_key=request.job_id,
-                    work_queue_name=queues[request.priority],
-                    state=Scheduled(scheduled_time=scheduled_time),
+        # a run for the deployment's own queue names none: the server then skips a lookup
+        own = deployment.work_queue_name
+        bodies = [
+            (r, _run_body(r, _other(queues[r.priority], own), now + timedelta(microseconds=n)))
+            for n, r in enumerate(requests)
+        ]
+        for start in range(0, len(bodies), BULK):
+            pending = bodies[start : start + BULK]
+            for attempt in range(BUSY_RETRIES + 1):
+                if attempt:
+                    log.info(
+                        "%d flow run(s) asked for again (attempt %d): the Prefect server's "
+                        "database was busy",
+                        len(pending),
+                        attempt,
+                    )
+                    await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+                try:
+                    response = await client.request(
+                        "POST",
+                        "/deployments/{id}/create_flow_run/bulk",  # type: ignore[arg-type]
+                        path_params={"id": deployment.id},
+                        json=[body for _, body in pending],
+                    )
+                except Exception as exc:  # noqa: BLE001 - the request failed: stop here
+                    errors.append(exc)
+                    return created, errors
+                busy = []
+                for (request, body), result in zip(
+                    pending, response.json()["results"], strict=True
+                ):
+                    if result["status"] == "CREATED":
+                        created[request.job_id] = str(result["flow_run_id"])
+                    elif _busy(result.get("error") or ""):
+                        busy.append((request, body))
+                    else:
+                        errors.append(
+                            RunCreationError(
+                                f"Prefect refused the flow run of job {request.job_id}: "
+                                f"{result.get('error')}"
+                            )
+                        )
+                pending = busy
+                if not pending:
+                    break
+            if pending:
+                errors.append(
+                    PrefectBusyError(
+                        f"{len(pending)} flow run(s) not written: the Prefect server's database "
+                        f"stayed busy after {BUSY_RETRIES} retries"
+                    )
                 )
-            return request.job_id, str(run.id)
-
-        outcomes = await asyncio.gather(
-            *(create(r, now + timedelta(microseconds=n)) for n, r in enumerate(requests)),
-            return_exceptions=True,
-        )
-    created = dict(o for o in outcomes if isinstance(o, tuple))
-    return created, [o for o in outcomes if isinstance(o, BaseException)]
+    return created, errors
 
 
 def _run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -212,11 +283,11 @@ def _store_run_ids(created: dict[str, str]) -> None:
             )
 
 
-def dispatch_jobs(job_ids: Sequence[str], *, concurrency: int = CONCURRENCY) -> dict[str, str]:
+def dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
     """Create the flow runs of the ``in_queue`` jobs among ``job_ids`` that have none.
 
     One Prefect client for the batch: the deployment and the priority queues are read once, and
-    up to ``concurrency`` runs are created at a time. Idempotent: each run's idempotency key is
+    the runs are created :data:`BULK` to a request. Idempotent: each run's idempotency key is
     its job id, so two dispatchers that race create one run per job.
 
     Returns:
@@ -231,7 +302,7 @@ def dispatch_jobs(job_ids: Sequence[str], *, concurrency: int = CONCURRENCY) -> 
     if not requests:
         return existing
     try:
-        created, errors = _run_coroutine(_create_runs(requests, concurrency))
+        created, errors = _run_coroutine(_create_runs(requests))
     except unreachable_errors() as exc:
         raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
     _store_run_ids(created)
@@ -239,8 +310,9 @@ def dispatch_jobs(job_ids: Sequence[str], *, concurrency: int = CONCURRENCY) -> 
         if not _unanswered(error):
             raise error
     if errors:
+        left = len(requests) - len(created)
         raise PrefectUnavailableError(
-            f"Prefect does not answer: {errors[0]} ({len(errors)} job(s) left to the reconciler)"
+            f"Prefect does not answer: {errors[0]} ({left} job(s) left to the reconciler)"
         ) from errors[0]
     return {**existing, **created}
 
@@ -252,7 +324,7 @@ def _unanswered(error: BaseException) -> bool:
 
     if isinstance(error, PrefectHTTPStatusError):
         return error.response.status_code >= 500
-    return isinstance(error, unreachable_errors())
+    return isinstance(error, (PrefectBusyError, *unreachable_errors()))
 
 
 def try_dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:

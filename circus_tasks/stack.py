@@ -155,23 +155,30 @@ def start_server(timeout: float = 120.0) -> str:
     raise RuntimeError(f"The Prefect server did not start; see {log}.")
 
 
+WORK_POOL_TEMPLATE = PROJECT_DIR / "deployments" / "work-pool.json"
+"""The base job template of our process work pool (see ``deployments/README.md``)."""
+
+
 def ensure_pool_and_deployments() -> None:
-    """Create the process work pool and deploy ``prefect.yaml`` (idempotent)."""
+    """Create or update the process work pool and deploy ``prefect.yaml`` (idempotent)."""
     settings = get_settings()
     env = child_env()
-    inspect = subprocess.run(
-        [prefect_exe(), "work-pool", "inspect", settings.work_pool],
+    subprocess.run(
+        [
+            prefect_exe(),
+            "work-pool",
+            "create",
+            settings.work_pool,
+            "--type",
+            "process",
+            "--base-job-template",
+            str(WORK_POOL_TEMPLATE),
+            "--overwrite",
+        ],
         env=env,
+        check=True,
         capture_output=True,
-        text=True,
     )
-    if inspect.returncode != 0:
-        subprocess.run(
-            [prefect_exe(), "work-pool", "create", settings.work_pool, "--type", "process"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
     deploy = subprocess.run(
         [prefect_exe(), "--no-prompt", "deploy", "--all"],
         env=env,

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,67 +12,19 @@ from circus_tasks.errors import DuplicateJobError, JobStateError
 from circus_tasks.execution import claim_job, finish_job
 from circus_tasks.jobs import cancel_job, get_job, invalidate_job, list_jobs, register_job
 from circus_tasks.statuses import JobStatus
+from circus_tasks.throwaway_postgres import available, throwaway_cluster
 from tests.conftest import race_cancel_and_start
-from tests.test_stack import free_port
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("initdb") is None or shutil.which("pg_ctl") is None,
-    reason="PostgreSQL server binaries (initdb, pg_ctl) are not on the PATH",
+    not available(), reason="PostgreSQL server programs (initdb, pg_ctl, psql) are not on the PATH"
 )
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    """initdb refuses to run as root: run the cluster as the postgres user then."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *command]
-    return command
 
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    # not under pytest's temp folder: that one is private to root, and the cluster runs as postgres
-    root = Path(tempfile.mkdtemp(prefix="circus-pg-"))
-    data, sockets = root / "data", root / "sockets"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    subprocess.run(
-        _as_postgres(["initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        _as_postgres(
-            ["pg_ctl", "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "-c",
-                "CREATE DATABASE circus",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/circus"
-    finally:
-        subprocess.run(
-            _as_postgres(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-        )
+    with throwaway_cluster(["fsync=off"]) as cluster:
+        cluster.create_database("circus")
+        yield cluster.url("circus")
 
 
 @pytest.fixture

@@ -3,14 +3,24 @@
 
 from __future__ import annotations
 
+import contextvars
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from uuid import UUID
 
 import pytest
+from sqlalchemy import update
+from sqlmodel import col
 
+from circus_tasks import dispatch
+from circus_tasks import stack as stack_module
+from circus_tasks.db import session_scope
 from circus_tasks.dispatch import queue_name
 from circus_tasks.errors import DuplicateJobError
 from circus_tasks.jobs import JobRequest, SeriesInput, submit_jobs
-from circus_tasks.models import JobRead
+from circus_tasks.models import Job, JobRead
 from circus_tasks.statuses import JobStatus
 from tests.test_stack import RECORD, Stack, series_uid, stack  # noqa: F401  (fixtures)
 
@@ -58,3 +68,87 @@ def test_every_job_of_a_batch_gets_its_run_in_its_priority_queue(
             key=lambda j: by_id[j.flow_run_id or ""].next_scheduled_start_time,
         )
         assert [j.id for j in queued] == sorted(j.id for j in queued)
+
+
+def _runs_named(on: Stack, names: list[str]) -> list[Any]:
+    """Every flow run (of any state) whose name is one of ``names``."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    runs: list[Any] = []
+    with on.client() as client:
+        for start in range(0, len(names), 100):  # the server answers 200 runs at most
+            chunk = names[start : start + 100]
+            runs += client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=chunk)), limit=200
+            )
+    return runs
+
+
+def test_a_batch_bigger_than_one_request_keeps_registration_order(
+    stack: Stack,  # noqa: F811
+    series_uid: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dispatch, "BULK", 7)  # 25 jobs: four requests to the bulk endpoint
+    outcomes = submit_jobs([JobRequest(RECORD, [series_uid], force=True) for _ in range(25)])
+    jobs = [o for o in outcomes if isinstance(o, JobRead)]
+    assert len(jobs) == 25 and all(j.flow_run_id for j in jobs)
+    runs = {r.name: r for r in _runs_named(stack, [j.id for j in jobs])}
+    assert len(runs) == 25
+    assert {str(r.id) for r in runs.values()} == {j.flow_run_id for j in jobs}
+    by_start = sorted(runs.values(), key=lambda r: r.next_scheduled_start_time)
+    assert [r.name for r in by_start] == sorted(j.id for j in jobs)
+
+
+def test_dispatching_again_finds_the_run_that_exists(
+    stack: Stack,  # noqa: F811
+    series_uid: str,  # noqa: F811
+) -> None:
+    # as if the runs were created but the dispatcher died before it stored their ids
+    outcomes = submit_jobs([JobRequest(RECORD, [series_uid], force=True) for _ in range(5)])
+    jobs = [o for o in outcomes if isinstance(o, JobRead)]
+    first = {j.id: j.flow_run_id for j in jobs}
+    with session_scope() as session:
+        session.execute(update(Job).where(col(Job.id).in_(list(first))).values(flow_run_id=None))
+    assert dispatch.dispatch_jobs(list(first)) == first
+    assert {str(r.id) for r in _runs_named(stack, list(first))} == set(first.values())
+
+
+def test_two_batches_submitted_at_once_each_get_one_run_per_job(
+    stack: Stack,  # noqa: F811
+    series_uid: str,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two submitters write to the server's SQLite at the same time: requests that find it
+    # taken are answered "database is locked" for each run, and must be asked for again.
+    caplog.set_level(logging.INFO, logger="circus_tasks.dispatch")
+    requests = [JobRequest(RECORD, [series_uid], force=True, user="two") for _ in range(120)]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each with this test's Prefect settings
+        futures = [
+            pool.submit(contextvars.copy_context().run, submit_jobs, requests) for _ in range(2)
+        ]
+        batches = [f.result() for f in futures]
+    jobs = [o for batch in batches for o in batch if isinstance(o, JobRead)]
+    assert len(jobs) == 240 and all(j.flow_run_id for j in jobs), [
+        o for batch in batches for o in batch if not isinstance(o, JobRead)
+    ][:3]
+    runs = _runs_named(stack, [j.id for j in jobs])
+    assert len(runs) == 240
+    assert {str(r.id) for r in runs} == {j.flow_run_id for j in jobs}
+    retried = [r for r in caplog.records if "asked for again" in r.getMessage()]
+    print(f"{len(retried)} request(s) retried after 'database is locked'")
+
+
+def test_the_work_pool_starts_runs_through_the_warm_client_without_job_variables(
+    stack: Stack,  # noqa: F811
+) -> None:
+    from circus_tasks.settings import get_settings
+
+    with stack.client() as client:
+        pool = client.read_work_pool(get_settings().work_pool)
+        deployment = client.read_deployment_by_name(get_settings().deployment)
+    assert pool.base_job_template == json.loads(stack_module.WORK_POOL_TEMPLATE.read_text())
+    assert pool.base_job_template["job_configuration"]["command"] == (
+        "python -m circus_tasks.warm_client"
+    )
+    assert deployment.job_variables == {} and deployment.enforce_parameter_schema is False
