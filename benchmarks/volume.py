@@ -16,7 +16,9 @@ line printed starts with the ratio to dcm2niix. Everything it writes is removed 
 The timing process itself imports nothing heavy: a child's ``ru_maxrss`` starts from the RSS of
 the process that spawned it, so series are made, imported and checked in helper processes
 (``volume.py --helper ...``) and the spawning process stays at about 10 MB, the floor of every
-peak-memory figure below.
+peak-memory figure below. ``circus volume`` shares a long series with one forked child when a
+second CPU is there; the ``ru_maxrss`` that ``wait4`` reports is then the larger of the two
+processes' peaks, not their sum (``benchmarks/README.md`` gives both).
 """
 
 from __future__ import annotations
@@ -302,13 +304,14 @@ def run(args: argparse.Namespace, root: Path, circus: str, dcm2niix: str) -> Non
 
 
 def measure_in_process(uid: str, out: Path, root: Path) -> float:
-    """``write_volume`` timed in a fresh interpreter that has already imported what it needs."""
+    """``write_volume`` timed in a fresh interpreter that has already imported what it needs,
+    in one process, as the pre-processing task runs it (``circus volume`` may use two)."""
     script = f"""
 import sys, time
 from pathlib import Path
-from circus_tasks.cli import volume_files
+from circus_tasks.volume_command import series_files
 from circus_tasks.volume import write_volume
-files = volume_files({uid!r})
+files = series_files({uid!r})
 best = []
 for _ in range(3):
     start = time.perf_counter()

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -19,8 +20,13 @@ app = typer.Typer(help="CIRCUS CS jobs on Prefect.", no_args_is_help=True, add_c
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
+def print_error(exc: Exception) -> None:
+    """Print an error the way every command reports one."""
+    console.print(f"[red]error:[/red] {escape(str(exc))}")
+
+
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}")
+    print_error(exc)
     raise typer.Exit(1)
 
 
@@ -350,28 +356,6 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
-def volume_files(spec: str) -> list[Path]:
-    """The image files of ``SERIES_UID[:START:END[:DELTA]]`` in range order.
-
-    The range is resolved as job registration resolves it (no range: "auto").
-
-    Raises:
-        SeriesNotFoundError: the series is not imported.
-        InvalidRangeError: the range breaks the rules or names images the series lacks.
-    """
-    from circus_tasks.db import session_scope
-    from circus_tasks.registration import SeriesInput, resolve_series
-    from circus_tasks.series import series_images
-
-    uid, _, range_text = spec.partition(":")
-    with session_scope() as session:
-        ((_, image_range),) = resolve_series(
-            [SeriesInput(uid, range_text or "auto")], session=session
-        )
-        by_number = {i.instance_number: Path(i.path) for i in series_images(uid, session=session)}
-    return [by_number[number] for number in image_range.numbers()]
-
-
 @app.command("volume")
 def volume_(
     series_spec: Annotated[
@@ -384,19 +368,21 @@ def volume_(
 ) -> None:
     """Write one series range as a plug-in input volume (0.mhd, 0.raw, 0.json), exactly as
     pre-processing does."""
-    from circus_tasks.volume import write_volume
+    # The console script runs well-formed calls through volume_command.main without loading
+    # this module; both end in run_volume.
+    from circus_tasks.volume_command import VolumeArguments, run_volume, summary
 
     try:
-        info = write_volume(volume_files(series_spec), out_dir, 0, include_private=include_private)
+        info = run_volume(VolumeArguments(series_spec, out_dir, include_private))
     except CircusError as exc:
         _fail(exc)
         return
-    slices, rows, columns = info.shape
-    console.print(f"{info.mhd}: {columns} x {rows} x {slices} {info.element_type}")
+    console.print(summary(info), markup=False)
 
 
 def main() -> None:
-    """Entry point for ``python -m circus_tasks.cli``."""
+    """Entry point for ``python -m circus_tasks.cli`` (the ``circus`` script is
+    :func:`circus_tasks.launcher.main`)."""
     app()
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "PIXEL_DATA_TAGS",
     "HeaderSplit",
     "dataset_to_json",
+    "fingerprint",
 ]
 
 IDENTIFYING_KEYWORDS: tuple[str, ...] = (
@@ -138,7 +139,7 @@ def _scalar(value: Any, vr: str) -> Any:
     return str(value)
 
 
-def _fingerprint(raw: object) -> Hashable | None:
+def fingerprint(raw: object) -> Hashable | None:
     """What makes an undecoded element decode to the same value, or ``None`` if unknown.
 
     Equal bytes with the same VR and encoding decode to equal values (the character set is
@@ -174,16 +175,18 @@ class HeaderSplit:
         """Take the next slice's header, in range order."""
         first_slice = not self._unique
         same_charset = first_slice or (
-            _fingerprint(ds.get_item(_CHARSET, keep_deferred=True))
+            fingerprint(ds.get_item(_CHARSET, keep_deferred=True))
             == self._first_prints.get(_CHARSET)
         )
         values: dict[str, Any] = {}
         still_common: set[int] = set()
-        for tag in sorted(ds.keys()):
+        # Tag order matters for the first slice only (it orders "common"); the values of the
+        # others are sorted by document(). items() gives the elements as read (undecoded).
+        elements = sorted(ds.items()) if first_slice else list(ds.items())
+        for tag, raw in elements:
             if _left_out_by_tag(tag, self._include_private):
                 continue
-            raw = ds.get_item(tag, keep_deferred=True)
-            print_ = _fingerprint(raw)
+            print_ = fingerprint(raw)
             if first_slice:
                 if print_ is not None:
                     self._first_prints[tag] = print_
@@ -217,6 +220,28 @@ class HeaderSplit:
                     earlier[key] = value
                 del self._common[dropped]
         self._unique.append(values)
+
+    def merge(self, later: HeaderSplit) -> None:
+        """Append the slices of a split that continued from a copy of this one.
+
+        ``later`` must have been copied from this split (e.g. by forking a process) right
+        after the first slice was added, then fed slices that come after all of this split's
+        slices: the result is what adding all of them here, in order, would have given.
+        """
+        if not self._unique or not later._unique or later._first.keys() != self._first.keys():
+            raise ValueError("merge() needs a split continued from this one's first slice")
+        for dropped in [t for t in self._common if t not in later._common]:
+            key, value = self._first[dropped]
+            for earlier in self._unique:
+                earlier[key] = value
+            del self._common[dropped]
+        # The later slices (after its copy of the first one) lack what was still common there.
+        added = later._unique[1:]
+        for tag in later._common.keys() - self._common.keys():
+            key, value = self._first[tag]
+            for values in added:
+                values[key] = value
+        self._unique.extend(added)
 
     def document(self) -> dict[str, Any]:
         """The ``N.json`` object; keys in tag order, slices in the order they were added."""

@@ -47,6 +47,13 @@ class InputConditionError(CircusError, ValueError):
 class SeriesNotFoundError(CircusError, LookupError):
     """No imported series has this UID."""
 
+    @classmethod
+    def for_uid(cls, series_uid: str) -> SeriesNotFoundError:
+        """The error for a series UID that is not in the index."""
+        return cls(
+            f"Series {series_uid} is not imported; import its files first (circus import PATH)."
+        )
+
 
 class PluginNotFoundError(CircusError, LookupError):
     """No registered plug-in has this id."""

@@ -139,3 +139,27 @@ def resolve_auto_range(images: Sequence[tuple[int, float | None]]) -> ImageRange
     if z_first >= z_last:
         return ImageRange(first, last, 1)
     return ImageRange(last, first, -1)
+
+
+def resolve_range(
+    requested: ImageRange | str, images: Sequence[tuple[int, float | None]], series_uid: str = ""
+) -> ImageRange:
+    """The range a request names, checked against the series' images (job registration's rules).
+
+    Args:
+        requested: ``"auto"``, ``START:END[:DELTA]`` text or an :class:`ImageRange`.
+        images: ``(image number, ImagePositionPatient Z or None)`` of every image of the series.
+        series_uid: Named in the error when images are missing.
+
+    Raises:
+        InvalidRangeError: when the range breaks the rules, "auto" finds no usable run, or the
+            range names images the series does not hold.
+    """
+    if requested == AUTO:
+        image_range = resolve_auto_range(images)
+    elif isinstance(requested, str):
+        image_range = ImageRange.parse(requested)
+    else:
+        image_range = requested
+    image_range.check_exists((number for number, _ in images), series_uid)
+    return image_range

@@ -26,7 +26,7 @@ from circus_tasks.models import (
     Series,
 )
 from circus_tasks.plugins import Plugin, get_plugin
-from circus_tasks.ranges import AUTO, ImageRange, resolve_auto_range
+from circus_tasks.ranges import AUTO, ImageRange, resolve_range
 from circus_tasks.series import series_images
 from circus_tasks.statuses import IGNORED_BY_DUPLICATE_CHECK, JobStatus
 
@@ -96,13 +96,9 @@ def resolve_series(
     for item in series:
         request = SeriesInput(item) if isinstance(item, str) else item
         images = lookups.images(request.series_uid)
-        if request.range == AUTO:
-            image_range = resolve_auto_range([(i.instance_number, i.z) for i in images])
-        elif isinstance(request.range, str):
-            image_range = ImageRange.parse(request.range)
-        else:
-            image_range = request.range
-        image_range.check_exists((i.instance_number for i in images), request.series_uid)
+        image_range = resolve_range(
+            request.range, [(i.instance_number, i.z) for i in images], request.series_uid
+        )
         resolved.append((request.series_uid, image_range))
     return resolved
 

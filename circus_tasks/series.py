@@ -28,17 +28,16 @@ def get_series(series_uid: str) -> SeriesRead | None:
 
 
 def series_images(series_uid: str, *, session: Session) -> list[Image]:
-    """The images of a series sorted by image number.
+    """The images of a series sorted by image number (then by import order).
 
     Raises:
         SeriesNotFoundError: when no series has this UID.
     """
     if session.get(Series, series_uid) is None:
-        raise SeriesNotFoundError(
-            f"Series {series_uid} is not imported; import its files first (circus import PATH)."
-        )
-    return list(
-        session.exec(
-            select(Image).where(Image.series_uid == series_uid).order_by(col(Image.instance_number))
-        )
+        raise SeriesNotFoundError.for_uid(series_uid)
+    query = (
+        select(Image)
+        .where(Image.series_uid == series_uid)
+        .order_by(col(Image.instance_number), col(Image.id))
     )
+    return list(session.exec(query))

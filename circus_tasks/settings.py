@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from circus_tasks.home import default_database_url, default_home
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 """The checkout this package runs from: holds ``flows/``, ``plugins/`` and ``prefect.yaml``."""
 
@@ -22,7 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIRCUS_", extra="ignore")
 
     home: Path = Field(
-        default_factory=lambda: Path.home() / ".circus",
+        default_factory=default_home,
         description="Holds the database, the DICOM store, job folders, results and Prefect's data.",
     )
     database_url: str | None = Field(
@@ -45,7 +47,7 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         """The database URL in force."""
-        return self.database_url or f"sqlite:///{self.home / 'circus.db'}"
+        return self.database_url or default_database_url(self.home)
 
     @property
     def dicom_dir(self) -> Path:

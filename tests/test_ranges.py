@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from circus_tasks.errors import CircusError, InvalidRangeError
-from circus_tasks.ranges import ImageRange, resolve_auto_range
+from circus_tasks.ranges import ImageRange, resolve_auto_range, resolve_range
 
 VALID = [
     # (start, end, delta, numbers)
@@ -113,3 +113,33 @@ def test_auto_on_an_empty_series_is_an_error() -> None:
 def test_auto_needs_z_at_both_ends() -> None:
     with pytest.raises(InvalidRangeError, match="Invalid image: image 3"):
         resolve_auto_range([(1, 1.0), (2, 2.0), (3, None)])
+
+
+SERIES = [(1, 0.0), (2, 1.0), (3, 2.0), (4, 3.0), (6, 5.0)]
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [
+        ("auto", ImageRange(4, 1, -1)),
+        ("2:4", ImageRange(2, 4, 1)),
+        ("6:2:-2", ImageRange(6, 2, -2)),
+        (ImageRange(1, 3, 2), ImageRange(1, 3, 2)),
+    ],
+)
+def test_resolve_range(requested: ImageRange | str, expected: ImageRange) -> None:
+    assert resolve_range(requested, SERIES, "1.2.3") == expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "message"),
+    [
+        ("1:6", "names images that do not exist in series 1.2.3: 5"),
+        (ImageRange(5, 6), "do not exist in series 1.2.3: 5"),
+        ("1:x", "must be integers"),
+        ("0:2", "greater than 0"),
+    ],
+)
+def test_resolve_range_refuses(requested: ImageRange | str, message: str) -> None:
+    with pytest.raises(InvalidRangeError, match=message):
+        resolve_range(requested, SERIES, "1.2.3")

@@ -448,3 +448,124 @@ def test_interruption_removes_the_temporaries(
         write_volume(files, tmp_path / "in", 0)
 
     assert list((tmp_path / "in").iterdir()) == []
+
+
+# --- several processes: the same files, the same errors ----------------------------------
+
+
+def _varied_series(tmp_path: Path, n: int = 12, **kwargs: Any) -> list[Path]:
+    """A series whose attributes change at chosen places, on either side of a split."""
+    extra = {
+        "ImageComments": lambda i: "late" if i >= n - 3 else "early",  # only in the last share
+        "AcquisitionNumber": lambda i: 2 if i == 2 else 1,  # only in the first share
+        "ContentTime": lambda i: f"1200{i:02d}",  # every slice
+        "SeriesNumber": 7,  # everywhere
+    }
+    return write_series(tmp_path / "dicom", _volume(np.int16, (n, 6, 5)), extra=extra, **kwargs)
+
+
+def _written(info: Any) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (info.raw, info.mhd, info.json)}
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Small shares (3 slices), and a count of the forks made in this process."""
+    from circus_tasks import forked
+
+    monkeypatch.setattr(volume_module, "SLICES_PER_PROCESS", 3)
+    made: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            made.append(pid)
+        return pid
+
+    monkeypatch.setattr(forked.os, "fork", counting_fork)
+    return made
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, RLELossless])
+@pytest.mark.parametrize("include_private", [False, True])
+def test_processes_write_the_same_files(
+    tmp_path: Path, forks: list[int], syntax: str, include_private: bool
+) -> None:
+    files = _varied_series(tmp_path, transfer_syntax=syntax)
+    options: dict[str, Any] = {"include_private": include_private}
+
+    one = _written(write_volume(files, tmp_path / "one", 0, **options))
+    assert forks == []
+    for processes in (2, 3, 4):
+        several = write_volume(files, tmp_path / f"p{processes}", 0, processes=processes, **options)
+        assert _written(several) == one, processes
+    assert len(forks) == 1 + 2 + 3
+
+    document = json.loads(one["0.json"])
+    assert document["common"]["0020,0011"] == 7
+    assert [u["0020,4000"] for u in document["unique"]] == ["early"] * 9 + ["late"] * 3
+    assert [u["0020,0012"] for u in document["unique"]] == [1, 1, 2] + [1] * 9
+    assert "0020,4000" not in document["common"] and "0020,0012" not in document["common"]
+
+
+def test_a_single_or_short_series_is_not_split(tmp_path: Path, forks: list[int]) -> None:
+    files = _varied_series(tmp_path, n=5)
+
+    write_volume(files[:1], tmp_path / "one", 0, processes=2)
+    write_volume(files, tmp_path / "five", 0, processes=2)
+
+    assert forks == []
+
+
+def _broken(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:200])
+
+
+@pytest.mark.parametrize(
+    ("broken", "reported"),
+    [
+        ([10], 10),  # in the last share, in a child
+        ([5, 10], 5),  # the earlier file wins, as one process would report it
+        ([10, 11], 10),
+        ([1, 10], 1),  # in this process's share
+    ],
+)
+def test_processes_report_the_error_one_process_reports(
+    tmp_path: Path, forks: list[int], broken: list[int], reported: int
+) -> None:
+    files = _varied_series(tmp_path)
+    for index in broken:
+        _broken(files[index])
+    out_dir = tmp_path / "in"
+
+    with pytest.raises(VolumeError) as alone:
+        write_volume(files, out_dir, 0)
+    with pytest.raises(VolumeError) as shared:
+        write_volume(files, out_dir, 0, processes=3)
+
+    assert str(shared.value) == str(alone.value)
+    assert files[reported].name in str(shared.value)
+    assert forks and list(out_dir.iterdir()) == []
+
+
+def test_processes_report_a_slice_unlike_the_first(tmp_path: Path, forks: list[int]) -> None:
+    files = _varied_series(tmp_path)
+    other = write_series(tmp_path / "other", np.zeros((1, 7, 5), np.int16), z_positions=[-30.0])
+    files[10] = other[0]
+
+    with pytest.raises(VolumeError, match=r"is 7x5 signed 16-bit but the first slice .*00001"):
+        write_volume(files, tmp_path / "in", 0, processes=2)
+
+
+# --- the output folder --------------------------------------------------------------------
+
+
+def test_an_unusable_output_folder_is_a_volume_error(tmp_path: Path) -> None:
+    files = _series(tmp_path)
+    (tmp_path / "taken").write_text("a file")
+
+    with pytest.raises(VolumeError, match="Cannot write the volume to .*taken"):
+        write_volume(files, tmp_path / "taken", 0)
+    with pytest.raises(VolumeError, match="choose a folder you can create and write to"):
+        write_volume(files, tmp_path / "taken" / "below", 0)

@@ -1,0 +1,189 @@
+"""``circus volume`` without the weight of the full command line.
+
+The ``circus`` console script (:mod:`circus_tasks.launcher`) sends a well-formed
+``circus volume SERIES[:START:END[:DELTA]] OUT_DIR [--include-private]`` here, and everything
+else (``--help``, unknown options, a missing argument) to the typer application in
+:mod:`circus_tasks.cli`, which documents the command and reports usage errors. Both run
+:func:`run_volume`, so both write the same files with the same function as pre-processing
+(:func:`circus_tasks.volume.write_volume`) and report the same errors.
+
+What it leaves out is imports: typer and rich (loaded only to print an error), pydantic
+settings, SQLAlchemy, SQLModel and the table models, and the parts of pydicom that only
+download test files (see :mod:`circus_tasks.deferred_imports`). With the default SQLite database the
+series' images are read with the standard library's :mod:`sqlite3`, read-only; any other
+database goes through the SQLModel path that job registration uses. Either way the range is
+resolved by :func:`circus_tasks.ranges.resolve_range`, job registration's own rules.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from circus_tasks.deferred_imports import UNUSED_BY_PYDICOM_READING, deferred_imports
+from circus_tasks.errors import CircusError, SeriesNotFoundError
+from circus_tasks.home import database_url_from_environment, sqlite_file
+from circus_tasks.ranges import AUTO, resolve_range
+
+if TYPE_CHECKING:
+    from circus_tasks.volume import VolumeInfo
+
+ImageRow = tuple[int, float | None, str]
+"""An image of a series: (image number, Z of ImagePositionPatient or None, file path)."""
+
+_IMAGES_QUERY = (
+    "SELECT instance_number, z, path FROM image WHERE series_uid = ? ORDER BY instance_number, id"
+)
+_SERIES_QUERY = "SELECT 1 FROM series WHERE series_uid = ?"
+
+
+@dataclass(frozen=True)
+class VolumeArguments:
+    """The arguments of ``circus volume``."""
+
+    series_spec: str
+    out_dir: Path
+    include_private: bool = False
+
+
+def parse_arguments(args: Sequence[str]) -> VolumeArguments | None:
+    """Read ``SERIES_SPEC OUT_DIR`` and the ``--[no-]include-private`` flag.
+
+    Args:
+        args: What follows ``volume`` on the command line.
+
+    Returns:
+        The arguments, or ``None`` for anything else (help, another option, a missing or an
+        extra argument, ``--``): the typer command handles and reports those.
+    """
+    positional: list[str] = []
+    include_private = False
+    for arg in args:
+        if arg == "--include-private":
+            include_private = True
+        elif arg == "--no-include-private":
+            include_private = False
+        elif arg.startswith("-"):
+            return None
+        else:
+            positional.append(arg)
+    if len(positional) != 2:
+        return None
+    spec, out_dir = positional
+    return VolumeArguments(spec, Path(out_dir), include_private)
+
+
+def series_files(spec: str) -> list[Path]:
+    """The image files of ``SERIES_UID[:START:END[:DELTA]]`` in range order.
+
+    The range is resolved as job registration resolves it (no range: "auto").
+
+    Raises:
+        SeriesNotFoundError: the series is not imported.
+        InvalidRangeError: the range breaks the rules or names images the series lacks.
+    """
+    uid, _, range_text = spec.partition(":")
+    rows = _images_from_sqlite(uid)
+    if rows is None:
+        rows = _images_from_database(uid)
+    image_range = resolve_range(range_text or AUTO, [(n, z) for n, z, _ in rows], uid)
+    by_number = {number: Path(path) for number, _, path in rows}
+    return [by_number[number] for number in image_range.numbers()]
+
+
+def _images_from_sqlite(uid: str) -> list[ImageRow] | None:
+    """The series' images read with :mod:`sqlite3`, read-only, sorted by image number.
+
+    Returns:
+        ``None`` when the database is not a plain SQLite file or cannot be read this way
+        (another database, a schema without the tables yet, ...): the caller then asks
+        SQLModel, which also creates or migrates the schema.
+
+    Raises:
+        SeriesNotFoundError: no series has this UID (also when there is no database yet).
+    """
+    url = database_url_from_environment()
+    path = sqlite_file(url) if url is not None else None
+    if path is None:
+        return None
+    if not path.is_file():
+        raise SeriesNotFoundError.for_uid(uid)
+    try:
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+        with closing(connection):
+            if connection.execute(_SERIES_QUERY, (uid,)).fetchone() is None:
+                raise SeriesNotFoundError.for_uid(uid)
+            rows: list[ImageRow] = connection.execute(_IMAGES_QUERY, (uid,)).fetchall()
+    except sqlite3.Error:
+        return None
+    return rows
+
+
+def _images_from_database(uid: str) -> list[ImageRow]:
+    """The series' images through SQLModel (any database the settings name).
+
+    Raises:
+        SeriesNotFoundError: no series has this UID.
+    """
+    from circus_tasks.db import session_scope
+    from circus_tasks.series import series_images
+
+    with session_scope() as session:
+        return [(i.instance_number, i.z, i.path) for i in series_images(uid, session=session)]
+
+
+def run_volume(arguments: VolumeArguments) -> VolumeInfo:
+    """Write the series range as ``0.mhd``, ``0.raw`` and ``0.json`` in the output folder.
+
+    The slices are shared between up to two processes (see
+    :func:`~circus_tasks.volume.write_volume`); the files are the same as with one.
+
+    Raises:
+        CircusError: the series, the range, the files or the output folder is not usable.
+    """
+    files = series_files(arguments.series_spec)
+    with deferred_imports(UNUSED_BY_PYDICOM_READING):
+        from circus_tasks.volume import write_volume
+
+    return write_volume(
+        files,
+        arguments.out_dir,
+        0,
+        include_private=arguments.include_private,
+        processes=min(2, _usable_cpus()),
+    )
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def summary(info: VolumeInfo) -> str:
+    """The line the command prints on success."""
+    slices, rows, columns = info.shape
+    return f"{info.mhd}: {columns} x {rows} x {slices} {info.element_type}"
+
+
+def main(arguments: VolumeArguments) -> int:
+    """Run the command; errors are printed as the typer command prints them.
+
+    Returns:
+        The exit code: 0 on success, 1 when the input or the output folder is not usable.
+    """
+    try:
+        info = run_volume(arguments)
+    except CircusError as exc:
+        from circus_tasks.cli import print_error
+
+        print_error(exc)
+        return 1
+    print(summary(info), flush=True)
+    return 0
