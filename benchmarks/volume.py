@@ -1,6 +1,6 @@
 """Pre-processing speed: ``circus volume`` against dcm2niix, SimpleITK and a naive pydicom stack.
 
-Run from the checkout, after ``.venv/bin/pip install -e '.[bench]'``::
+Run from the checkout, after ``make test`` has built ``.venv`` (with the ``bench`` extras)::
 
     .venv/bin/python benchmarks/volume.py [--repeats 3]
 
@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     dcm2niix = shutil.which("dcm2niix", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if dcm2niix is None:
-        raise SystemExit("dcm2niix is missing: .venv/bin/pip install -e '.[bench]'")
+        raise SystemExit("dcm2niix is missing: run `make test` (or pip install -e '.[bench]')")
     circus = str(BIN / "circus")
 
     root = Path(tempfile.mkdtemp(prefix="circus-volume-bench-"))
