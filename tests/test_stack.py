@@ -239,7 +239,9 @@ def test_killed_flow_process_fails_the_job_and_the_next_job_runs(
         lambda: (j := get_job(job_id)) is not None and j.stage == "main", 90, "the plug-in to start"
     )
     # the plug-in's parent is the flow run's process (the warm zygote's child)
-    (plugin_pid,) = wait_until(lambda: plugin_processes("print('sleeping'"), 30, "the plug-in")
+    (plugin_pid,) = wait_until(
+        lambda: plugin_processes("print('sleeping'", "python"), 30, "the plug-in"
+    )
     flow_pid = int(Path(f"/proc/{plugin_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     killed_at = time.monotonic()
     os.kill(flow_pid, signal.SIGKILL)
@@ -306,15 +308,19 @@ def test_submit_while_prefect_is_down_is_dispatched_later(stack: Stack, series_u
     assert done.status == JobStatus.FINISHED and done.flow_run_id
 
 
-def plugin_processes(marker: str) -> list[int]:
-    """Process ids whose command line holds ``marker``."""
+def plugin_processes(marker: str, program: str = "") -> list[int]:
+    """Process ids whose command line holds ``marker`` (and whose program, ``argv[0]``, starts
+    with ``program``: while the sandbox's shell sets up, its forked helpers carry the
+    plug-in's command line too)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if entry.name.isdigit() and marker in cmdline:
+        cmdline = b" ".join(argv).decode(errors="replace")
+        name = Path(argv[0].decode(errors="replace")).name
+        if entry.name.isdigit() and marker in cmdline and name.startswith(program):
             found.append(int(entry.name))
     return found
 
