@@ -318,3 +318,15 @@ def test_each_filter_reads_its_page_from_an_index(filters: dict[str, Any]) -> No
     assert not any(step.startswith("SCAN") for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
     assert any(step.startswith("SEARCH job USING") for step in plan), plan
+
+
+def test_prefect_clients_share_one_tls_context_only_for_plain_http() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        first, second = dispatch.client_settings(), dispatch.client_settings()
+        assert first["verify"] is second["verify"]
+        with dispatch.prefect_client() as client:  # the client takes it as it is
+            assert client._client._transport._pool._ssl_context is first["verify"]
+    with temporary_settings(updates={PREFECT_API_URL: "https://prefect.example.org/api"}):
+        assert dispatch.client_settings() == {}  # Prefect's own certificate handling
