@@ -78,8 +78,11 @@ class Figures:
         return max(r.peak_kib for r in self.runs) * 1024 / 1e6
 
 
-def run_once(argv: Sequence[str], out_dir: Path, log: Path) -> Run:
-    """Start ``argv`` as a new process, wait for it, return its wall time and peak RSS."""
+def run_once(
+    argv: Sequence[str], out_dir: Path, log: Path, env: dict[str, str] | None = None
+) -> Run:
+    """Start ``argv`` as a new process (environment ``env``, default this one's), wait for it,
+    return its wall time and peak RSS."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
@@ -88,7 +91,7 @@ def run_once(argv: Sequence[str], out_dir: Path, log: Path) -> Run:
         pid = os.posix_spawn(
             argv[0],
             list(argv),
-            dict(os.environ),
+            dict(os.environ) if env is None else env,
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, sink.fileno(), 1),
                 (os.POSIX_SPAWN_DUP2, sink.fileno(), 2),
@@ -174,6 +177,51 @@ def helper_prepare(root: Path, name: str, slices: int, size: int, seed: int, syn
     uid, store = import_series(folder)
     shutil.rmtree(folder)
     print(uid, store)
+
+
+def helper_facts(store: Path) -> None:
+    """Print the seconds that reading the store's files fully (as import does) and computing
+    their stored facts (:func:`circus_tasks.volume_slices.stored_slice`) take, in one process."""
+    import pydicom
+
+    from circus_tasks.volume_slices import stored_slice
+
+    reading = computing = 0.0
+    for path in sorted(store.iterdir()):
+        start = time.perf_counter()
+        ds = pydicom.dcmread(path)
+        middle = time.perf_counter()
+        if stored_slice(ds, path) is None:
+            raise SystemExit(f"{path} has no stored facts")
+        computing += time.perf_counter() - middle
+        reading += middle - start
+    print(reading, computing)
+
+
+WITHOUT_FACTS_SCRIPT = """
+import sys
+import circus_tasks.importer as importer
+from circus_tasks.cli import app
+importer._stored_facts = lambda ds, path: None
+app(["import", *sys.argv[1:]])
+"""
+"""``circus import`` as it was before import stored facts: every image gets NULL facts."""
+
+
+def measure_import(tool: str, argv: Sequence[str], root: Path, repeats: int) -> Figures:
+    """An import command (``argv``, the folder last) run into a new, empty CIRCUS_HOME each
+    time, as a whole process: one warm-up, then ``repeats`` runs."""
+    runs = []
+    for attempt in range(repeats + 1):
+        home = root / f"import-home-{attempt}"
+        env = {**os.environ, "CIRCUS_HOME": str(home)}
+        run = run_once(argv, root / "import-out", root / "import.log", env)
+        if attempt:
+            runs.append(run)
+        shutil.rmtree(home)
+    figures = Figures(tool, runs)
+    print(f"  {figures.tool:<22} {figures.wall:7.3f} s  {figures.peak_mb:7.1f} MB", flush=True)
+    return figures
 
 
 def helper_check(raw: Path, expected: Path) -> None:
@@ -266,10 +314,42 @@ def run(args: argparse.Namespace, root: Path, circus: str, dcm2niix: str) -> Non
     for tool, f in figures.items():
         if tool != "circus volume":
             print(f"  circus volume / {tool}: {ours.wall / f.wall:.2f}x wall time")
-    in_process = measure_in_process(uid, out, root)
+    parsing = measure(
+        "circus volume, parsing",  # --include-private: the stored facts do not apply
+        [circus, "volume", uid, str(out), "--include-private"],
+        out,
+        args.repeats,
+        root,
+    )
+    print(
+        f"  circus volume --include-private (every header parsed, as for compressed series "
+        f"or changed files): {parsing.wall / peer.wall:.2f}x dcm2niix"
+    )
+    in_process, in_process_parsing = measure_in_process(uid, out, root)
     print(
         f"  write_volume alone (already-imported Python, as in the pre-processing task): "
-        f"{in_process:.3f} s = {in_process / peer.wall:.2f}x dcm2niix"
+        f"{in_process:.3f} s = {in_process / peer.wall:.2f}x dcm2niix with the stored facts, "
+        f"{in_process_parsing:.3f} s = {in_process_parsing / peer.wall:.2f}x parsing"
+    )
+
+    print("\nImport, once per series (the headers are parsed there, and their facts stored)")
+    imported = measure_import("circus import", [circus, "import", str(store)], root, args.repeats)
+    before = measure_import(
+        "import without facts",
+        [PYTHON, "-c", WITHOUT_FACTS_SCRIPT, str(store)],
+        root,
+        args.repeats,
+    )
+    print(f"  storing the facts adds {imported.wall - before.wall:.2f} s to the import")
+    reading, computing = (float(value) for value in helper("facts", str(store)))
+    print(
+        f"  of which, in one process: reading the files fully {reading:.3f} s, "
+        f"computing the stored facts {computing:.3f} s"
+    )
+    first_use = imported.wall + ours.wall
+    print(
+        f"  first use (circus import + circus volume): {first_use:.2f} s = "
+        f"{first_use / peer.wall:.2f}x dcm2niix"
     )
 
     print("\nCompressed copies: 100 x 512 x 512 int16, circus volume vs dcm2niix (one run each)")
@@ -303,25 +383,30 @@ def run(args: argparse.Namespace, root: Path, circus: str, dcm2niix: str) -> Non
     )
 
 
-def measure_in_process(uid: str, out: Path, root: Path) -> float:
+def measure_in_process(uid: str, out: Path, root: Path) -> tuple[float, float]:
     """``write_volume`` timed in a fresh interpreter that has already imported what it needs,
-    in one process, as the pre-processing task runs it (``circus volume`` may use two)."""
+    in one process, as the pre-processing task runs it (``circus volume`` may use two): with
+    the stored facts, as the task passes them, and without (every header parsed). Medians of
+    three runs each."""
     script = f"""
 import sys, time
 from pathlib import Path
-from circus_tasks.volume_command import series_files
+import circus_tasks.volume_slices
+from circus_tasks.volume_command import series_slices
 from circus_tasks.volume import write_volume
-files = series_files({uid!r})
-best = []
-for _ in range(3):
-    start = time.perf_counter()
-    write_volume(files, Path({str(out)!r}) / str(_), 0)
-    best.append(time.perf_counter() - start)
-print(sorted(best)[1])
+files, stored = series_slices({uid!r})
+for facts in (stored, None):
+    times = []
+    for run in range(3):
+        start = time.perf_counter()
+        write_volume(files, Path({str(out)!r}) / f"{{facts is None}}{{run}}", 0, stored=facts)
+        times.append(time.perf_counter() - start)
+    print(sorted(times)[1])
 """
     log = root / "in-process.log"
     run_once([PYTHON, "-c", script], out, log)
-    return float(log.read_text().split()[-1])
+    with_facts, parsing = log.read_text().split()[-2:]
+    return float(with_facts), float(parsing)
 
 
 if __name__ == "__main__":
@@ -330,6 +415,8 @@ if __name__ == "__main__":
         if name == "prepare":
             root_, series_name, slices_, size_, seed_, syntax_ = rest
             helper_prepare(Path(root_), series_name, int(slices_), int(size_), int(seed_), syntax_)
+        elif name == "facts":
+            helper_facts(Path(rest[0]))
         else:
             helper_check(Path(rest[0]), Path(rest[1]))
     else:

@@ -54,7 +54,7 @@ def alembic_config(connection: Any) -> Any:
     return config
 
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The newest migration; ``tests/test_db.py`` checks that it is Alembic's head."""
 
 

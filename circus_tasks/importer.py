@@ -1,4 +1,9 @@
-"""Import DICOM files into the store and index their series and images."""
+"""Import DICOM files into the store and index their series and images.
+
+Each file is parsed fully once, here. For a slice that pre-processing can copy as it is, the
+index also keeps what pre-processing would otherwise parse again (its ``N.json`` object, format,
+position and pixel data offset, see :mod:`circus_tasks.stored_slices`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from sqlmodel import Session, func, select
 from circus_tasks.db import session_scope
 from circus_tasks.models import Image, Series
 from circus_tasks.settings import get_settings
+from circus_tasks.stored_slices import STORED_COLUMNS, StoredSlice
+from circus_tasks.volume_slices import stored_slice
 
 REQUIRED = ("SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber")
 
@@ -135,6 +142,20 @@ def _z_of(ds: pydicom.Dataset) -> float | None:
     return float(position[2])
 
 
+def _stored_facts(ds: pydicom.Dataset, path: Path) -> StoredSlice | None:
+    """The slice's facts for pre-processing, or ``None`` when it must be parsed there.
+
+    A value pydicom cannot convert leaves the slice without facts: pre-processing then parses
+    it and reports the problem as it always did.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as read_header: the file is already accepted
+            return stored_slice(ds, path)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return None
+
+
 def import_dicom(
     *paths: str | os.PathLike[str], progress: Callable[[Path], None] | None = None
 ) -> ImportReport:
@@ -169,6 +190,9 @@ def import_dicom(
             if session.exec(select(Image.id).where(Image.sop_instance_uid == sop_uid)).first():
                 report.already_present += 1
                 continue
+            # Before series_geometry decodes every element: an element still undecoded is
+            # judged by the VR written in the file (e.g. UN, left out), as pre-processing does.
+            facts = _stored_facts(ds, path)
             series = session.get(Series, series_uid)
             if series is None:
                 series = Series(
@@ -187,6 +211,11 @@ def import_dicom(
             partial = target.with_suffix(".part")
             shutil.copyfile(path, partial)
             os.replace(partial, target)
+            columns = (
+                facts.stamped(target).columns()
+                if facts is not None
+                else dict.fromkeys(STORED_COLUMNS)
+            )
             session.add(
                 Image(
                     series_uid=series_uid,
@@ -194,6 +223,7 @@ def import_dicom(
                     instance_number=int(ds.InstanceNumber),
                     z=_z_of(ds),
                     path=str(target),
+                    **columns,
                 )
             )
             report.imported += 1

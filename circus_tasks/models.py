@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
 from circus_tasks.statuses import JobStage, JobStatus
@@ -65,9 +65,33 @@ class ImageBase(SQLModel):
 
 
 class Image(ImageBase, table=True):
-    """An imported image."""
+    """An imported image.
+
+    The columns after ``id`` are what import learnt of the slice for pre-processing
+    (:class:`circus_tasks.stored_slices.StoredSlice`): all NULL for images imported before
+    they existed and for slices that pre-processing must parse (compressed, big-endian, ...).
+    """
 
     id: int | None = Field(default=None, primary_key=True)
+    header: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON),
+        description="the slice's N.json object, without private attributes",
+    )
+    rows: int | None = None
+    columns: int | None = None
+    bits_allocated: int | None = None
+    pixel_representation: int | None = None
+    spacing_x: float | None = Field(default=None, description="column spacing (mm)")
+    spacing_y: float | None = Field(default=None, description="row spacing (mm)")
+    position_x: float | None = None
+    position_y: float | None = None
+    position_z: float | None = None
+    pixel_offset: int | None = Field(
+        default=None, sa_type=BigInteger, description="where the pixel data starts in the file"
+    )
+    file_size: int | None = Field(default=None, sa_type=BigInteger)
+    file_mtime_ns: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class PluginRecord(SQLModel, table=True):

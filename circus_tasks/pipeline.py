@@ -18,7 +18,9 @@ from circus_tasks.models import Image, Job, JobSeries
 from circus_tasks.plugins import get_plugin, run_plugin
 from circus_tasks.ranges import ImageRange
 from circus_tasks.results import load_results
+from circus_tasks.series import stored_facts
 from circus_tasks.settings import get_settings
+from circus_tasks.stored_slices import StoredSlice
 from circus_tasks.volume import write_volume
 
 PLUGIN_LOG = "plugin-log.txt"
@@ -58,8 +60,9 @@ def results_folder(job_id: str) -> Path:
     return get_settings().results_dir / job_id
 
 
-def series_files(job_id: str) -> list[list[Path]]:
-    """For each series of the job, in job order, its image files in range order."""
+def series_slices(job_id: str) -> list[tuple[list[Path], list[StoredSlice | None]]]:
+    """For each series of the job, in job order, its image files in range order and the
+    facts import stored for each (``None`` where there are none)."""
     with session_scope() as session:
         if session.get(Job, job_id) is None:
             raise JobNotFoundError(f"No job {job_id}.")
@@ -69,12 +72,18 @@ def series_files(job_id: str) -> list[list[Path]]:
         volumes = []
         for entry in entries:
             by_number = {
-                image.instance_number: Path(image.path)
+                image.instance_number: image
                 for image in session.exec(select(Image).where(Image.series_uid == entry.series_uid))
             }
             image_range = ImageRange(entry.start, entry.end, entry.delta)
             image_range.check_exists(by_number, entry.series_uid)
-            volumes.append([by_number[n] for n in image_range.numbers()])
+            images = [by_number[n] for n in image_range.numbers()]
+            volumes.append(
+                (
+                    [Path(image.path) for image in images],
+                    [stored_facts(image) for image in images],
+                )
+            )
     return volumes
 
 
@@ -87,8 +96,8 @@ def prepare_inputs(job_id: str) -> Path:
     folders.input.mkdir(parents=True)
     folders.output.mkdir()
     folders.scratch.mkdir()
-    for index, files in enumerate(series_files(job_id)):
-        write_volume(files, folders.input, index)
+    for index, (files, stored) in enumerate(series_slices(job_id)):
+        write_volume(files, folders.input, index, stored=stored)
     return folders.input
 
 

@@ -7,6 +7,7 @@ from sqlmodel import Session, col, select
 from circus_tasks.db import session_scope
 from circus_tasks.errors import SeriesNotFoundError
 from circus_tasks.models import Image, Series, SeriesRead
+from circus_tasks.stored_slices import STORED_COLUMNS, StoredSlice
 
 
 def list_series(*, patient_id: str | None = None, modality: str | None = None) -> list[SeriesRead]:
@@ -41,3 +42,9 @@ def series_images(series_uid: str, *, session: Session) -> list[Image]:
         .order_by(col(Image.instance_number), col(Image.id))
     )
     return list(session.exec(query))
+
+
+def stored_facts(image: Image) -> StoredSlice | None:
+    """The facts import stored for an image, or ``None`` (imported before they were stored, or
+    a slice that pre-processing must parse)."""
+    return StoredSlice.from_columns({name: getattr(image, name) for name in STORED_COLUMNS})

@@ -8,6 +8,11 @@ what ``N.json`` will hold, so memory does not grow with the series beyond the ou
 series can be shared between forked processes, each filling its part of the raw file and
 splitting its headers, the parts merged in order: the files are the same as with one process.
 The three files appear only when all of them were written.
+
+When import has stored the facts of every slice (see :mod:`circus_tasks.stored_slices`) and
+they still hold, the volume is written from them instead: no header is parsed and neither
+pydicom nor numpy is imported. The files are the same either way. This module imports the
+parsing path's modules only when it takes that path.
 """
 
 from __future__ import annotations
@@ -18,18 +23,28 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from circus_tasks.dicom_json import (
-    IDENTIFYING_KEYWORDS,
-    IDENTIFYING_TAGS,
-    HeaderSplit,
-)
 from circus_tasks.errors import VolumeError
 from circus_tasks.forked import map_forked
-from circus_tasks.volume_slices import ELEMENT_TYPES, SliceWriter
+from circus_tasks.slice_format import ELEMENT_TYPE_NAMES, SliceFormat
+from circus_tasks.stored_slices import StoredSlice, current_slices, write_stored_slices
+
+if TYPE_CHECKING:
+    from circus_tasks.dicom_json import IDENTIFYING_KEYWORDS, IDENTIFYING_TAGS, HeaderSplit
 
 __all__ = ["IDENTIFYING_KEYWORDS", "IDENTIFYING_TAGS", "VolumeInfo", "write_volume"]
+
+
+def __getattr__(name: str) -> Any:
+    """:data:`IDENTIFYING_KEYWORDS` and :data:`IDENTIFYING_TAGS`, from
+    :mod:`circus_tasks.dicom_json` on first use (it imports pydicom)."""
+    if name in ("IDENTIFYING_KEYWORDS", "IDENTIFYING_TAGS"):
+        from circus_tasks import dicom_json
+
+        return getattr(dicom_json, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 SLICES_PER_PROCESS = 32
 """A series is shared between processes only when each gets at least this many slices (a fork
@@ -64,6 +79,7 @@ def write_volume(
     *,
     include_private: bool = False,
     processes: int = 1,
+    stored: Sequence[StoredSlice | None] | None = None,
 ) -> VolumeInfo:
     """Write one series range as the plug-in input files ``{index}.raw/.mhd/.json``.
 
@@ -77,6 +93,12 @@ def write_volume(
     the file meta group, group lengths, Pixel Data, binary values, private attributes (unless
     ``include_private``) and :data:`IDENTIFYING_KEYWORDS` (at any depth).
 
+    With ``stored`` (the facts import stored for each file, ``None`` where there are none),
+    the volume is written from them when :func:`~circus_tasks.stored_slices.current_slices`
+    allows it: every file has facts and is unchanged since import, and ``include_private`` is
+    false. Otherwise, or without ``stored``, every header is parsed. The files and the errors
+    are the same either way.
+
     The files are written under temporary names in ``out_dir`` and renamed into place only
     once all three are complete; on any error the temporaries are removed.
 
@@ -88,7 +110,8 @@ def write_volume(
         processes: Share the slices between up to this many processes (this one and forked
             children), each taking at least :data:`SLICES_PER_PROCESS` consecutive slices.
             Only in a process with a single thread (see :mod:`circus_tasks.forked`); the
-            files are the same whatever the number.
+            files are the same whatever the number. Not used when the stored facts are.
+        stored: The facts import stored for each of ``files``, in the same order.
 
     Returns:
         Where the files are and what the volume looks like.
@@ -116,7 +139,8 @@ def write_volume(
     token = secrets.token_hex(8)
     temps = {ext: out_dir / f".{index}.{ext}.{token}.part" for ext in finals}
     try:
-        info = _write_parts(files, temps, finals, include_private, processes)
+        slices = current_slices(files, stored, include_private)
+        info = _write_parts(files, temps, finals, include_private, processes, slices)
         for ext, temp in temps.items():  # the .mhd, which names the others, comes last
             temp.replace(finals[ext])
     except BaseException:
@@ -147,31 +171,31 @@ def _write_parts(
     finals: dict[str, Path],
     include_private: bool,
     processes: int,
+    stored: Sequence[StoredSlice] | None,
 ) -> VolumeInfo:
-    """Write the three files to their temporary paths; return the info for the final paths."""
+    """Write the three files to their temporary paths; return the info for the final paths.
+
+    From the ``stored`` facts when given, else by parsing every file.
+    """
     try:
         # Unbuffered: every slice is written at its own offset, by pwrite or copy_file_range.
         raw = temps["raw"].open("xb", buffering=0)
     except OSError as exc:
         raise _unwritable(temps["raw"].parent, exc) from exc
     with raw:
-        slices = SliceWriter(files, raw.fileno(), HeaderSplit(include_private))
-        # Slice 0 first, here: it sets the format the others must match, in every process.
-        slices.take(0)
-        # The first share (with slice 1, whose position gives the spacing) stays here.
-        headers, *later = map_forked(slices.take_range, _shares(len(files), processes))
-    for part in later:
-        headers.merge(part)
-    first = slices.first
-    assert first is not None
-    element_type, _ = ELEMENT_TYPES[first.pixel]
-    positions = [slices.positions[i] for i in sorted(slices.positions)]
+        if stored is not None:
+            document, first, positions = write_stored_slices(files, stored, raw.fileno())
+        else:
+            document, first, positions = _parse_slices(
+                files, raw.fileno(), include_private, processes
+            )
+    element_type = ELEMENT_TYPE_NAMES[first.pixel]
     spacing = (first.spacing[0], first.spacing[1], _slice_spacing(positions, files))
     rows, columns = first.size
     shape = (len(files), rows, columns)
 
     with temps["json"].open("x", encoding="utf-8", newline="\n") as out:
-        json.dump(_split_common(headers), out, ensure_ascii=False, indent=2, allow_nan=False)
+        json.dump(document, out, ensure_ascii=False, indent=2, allow_nan=False)
         out.write("\n")
     header = (
         "ObjectType = Image\n"
@@ -192,6 +216,26 @@ def _write_parts(
         element_type=element_type,
         spacing=spacing,
     )
+
+
+def _parse_slices(
+    files: Sequence[Path], raw_fd: int, include_private: bool, processes: int
+) -> tuple[dict[str, Any], SliceFormat, list[tuple[float, float, float]]]:
+    """Parse, check and copy every slice (shared between processes); return the ``N.json``
+    document, the first slice's format and the positions of the first two slices."""
+    from circus_tasks.dicom_json import HeaderSplit
+    from circus_tasks.volume_slices import SliceWriter
+
+    slices = SliceWriter(files, raw_fd, HeaderSplit(include_private))
+    # Slice 0 first, here: it sets the format the others must match, in every process.
+    slices.take(0)
+    # The first share (with slice 1, whose position gives the spacing) stays here.
+    headers, *later = map_forked(slices.take_range, _shares(len(files), processes))
+    for part in later:
+        headers.merge(part)
+    assert slices.first is not None
+    positions = [slices.positions[i] for i in sorted(slices.positions)]
+    return _split_common(headers), slices.first, positions
 
 
 def _split_common(headers: HeaderSplit) -> dict[str, Any]:

@@ -8,11 +8,14 @@ else (``--help``, unknown options, a missing argument) to the typer application 
 (:func:`circus_tasks.volume.write_volume`) and report the same errors.
 
 What it leaves out is imports: typer and rich (loaded only to print an error), pydantic
-settings, SQLAlchemy, SQLModel and the table models, and the parts of pydicom that only
-download test files (see :mod:`circus_tasks.deferred_imports`). With the default SQLite database the
+settings, SQLAlchemy, SQLModel and the table models; pydicom and numpy too when the volume is
+written from the facts import stored, and otherwise the parts of pydicom that only download
+test files (see :mod:`circus_tasks.deferred_imports`). With the default SQLite database the
 series' images are read with the standard library's :mod:`sqlite3`, read-only; any other
 database goes through the SQLModel path that job registration uses. Either way the range is
-resolved by :func:`circus_tasks.ranges.resolve_range`, job registration's own rules.
+resolved by :func:`circus_tasks.ranges.resolve_range`, job registration's own rules. The
+images' stored facts come with them, so that a series import has already parsed is written
+without importing pydicom (see :mod:`circus_tasks.stored_slices`).
 """
 
 from __future__ import annotations
@@ -23,21 +26,21 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from circus_tasks.deferred_imports import UNUSED_BY_PYDICOM_READING, deferred_imports
 from circus_tasks.errors import CircusError, SeriesNotFoundError
 from circus_tasks.home import database_url_from_environment, sqlite_file
 from circus_tasks.ranges import AUTO, resolve_range
+from circus_tasks.stored_slices import STORED_COLUMNS, StoredSlice
+from circus_tasks.volume import VolumeInfo, write_volume
 
-if TYPE_CHECKING:
-    from circus_tasks.volume import VolumeInfo
-
-ImageRow = tuple[int, float | None, str]
-"""An image of a series: (image number, Z of ImagePositionPatient or None, file path)."""
+ImageRow = tuple[int, float | None, str, StoredSlice | None]
+"""An image of a series: (image number, Z of ImagePositionPatient or None, file path, the
+facts import stored or None)."""
 
 _IMAGES_QUERY = (
-    "SELECT instance_number, z, path FROM image WHERE series_uid = ? ORDER BY instance_number, id"
+    f"SELECT instance_number, z, path, {', '.join(STORED_COLUMNS)} FROM image "
+    "WHERE series_uid = ? ORDER BY instance_number, id"
 )
 _SERIES_QUERY = "SELECT 1 FROM series WHERE series_uid = ?"
 
@@ -87,13 +90,24 @@ def series_files(spec: str) -> list[Path]:
         SeriesNotFoundError: the series is not imported.
         InvalidRangeError: the range breaks the rules or names images the series lacks.
     """
+    return series_slices(spec)[0]
+
+
+def series_slices(spec: str) -> tuple[list[Path], list[StoredSlice | None]]:
+    """:func:`series_files`, and the facts import stored for each file (or ``None``).
+
+    Raises:
+        SeriesNotFoundError: the series is not imported.
+        InvalidRangeError: the range breaks the rules or names images the series lacks.
+    """
     uid, _, range_text = spec.partition(":")
     rows = _images_from_sqlite(uid)
     if rows is None:
         rows = _images_from_database(uid)
-    image_range = resolve_range(range_text or AUTO, [(n, z) for n, z, _ in rows], uid)
-    by_number = {number: Path(path) for number, _, path in rows}
-    return [by_number[number] for number in image_range.numbers()]
+    image_range = resolve_range(range_text or AUTO, [(row[0], row[1]) for row in rows], uid)
+    by_number = {row[0]: row for row in rows}
+    chosen = [by_number[number] for number in image_range.numbers()]
+    return [Path(row[2]) for row in chosen], [row[3] for row in chosen]
 
 
 def _images_from_sqlite(uid: str) -> list[ImageRow] | None:
@@ -118,10 +132,13 @@ def _images_from_sqlite(uid: str) -> list[ImageRow] | None:
         with closing(connection):
             if connection.execute(_SERIES_QUERY, (uid,)).fetchone() is None:
                 raise SeriesNotFoundError.for_uid(uid)
-            rows: list[ImageRow] = connection.execute(_IMAGES_QUERY, (uid,)).fetchall()
+            found = connection.execute(_IMAGES_QUERY, (uid,)).fetchall()
     except sqlite3.Error:
         return None
-    return rows
+    return [
+        (number, z, path, StoredSlice.from_columns(dict(zip(STORED_COLUMNS, facts, strict=True))))
+        for number, z, path, *facts in found
+    ]
 
 
 def _images_from_database(uid: str) -> list[ImageRow]:
@@ -131,32 +148,41 @@ def _images_from_database(uid: str) -> list[ImageRow]:
         SeriesNotFoundError: no series has this UID.
     """
     from circus_tasks.db import session_scope
-    from circus_tasks.series import series_images
+    from circus_tasks.series import series_images, stored_facts
 
     with session_scope() as session:
-        return [(i.instance_number, i.z, i.path) for i in series_images(uid, session=session)]
+        return [
+            (
+                image.instance_number,
+                image.z,
+                image.path,
+                stored_facts(image),
+            )
+            for image in series_images(uid, session=session)
+        ]
 
 
 def run_volume(arguments: VolumeArguments) -> VolumeInfo:
     """Write the series range as ``0.mhd``, ``0.raw`` and ``0.json`` in the output folder.
 
-    The slices are shared between up to two processes (see
-    :func:`~circus_tasks.volume.write_volume`); the files are the same as with one.
+    From the facts import stored when they apply; otherwise the files are parsed, the slices
+    shared between up to two processes (see :func:`~circus_tasks.volume.write_volume`). The
+    files are the same either way.
 
     Raises:
         CircusError: the series, the range, the files or the output folder is not usable.
     """
-    files = series_files(arguments.series_spec)
+    files, stored = series_slices(arguments.series_spec)
+    # pydicom is imported only if the volume must be parsed (inside write_volume).
     with deferred_imports(UNUSED_BY_PYDICOM_READING):
-        from circus_tasks.volume import write_volume
-
-    return write_volume(
-        files,
-        arguments.out_dir,
-        0,
-        include_private=arguments.include_private,
-        processes=min(2, _usable_cpus()),
-    )
+        return write_volume(
+            files,
+            arguments.out_dir,
+            0,
+            include_private=arguments.include_private,
+            processes=min(2, _usable_cpus()),
+            stored=stored,
+        )
 
 
 def _usable_cpus() -> int:

@@ -6,12 +6,12 @@ kernel (``copy_file_range``), without passing through Python. Compressed, big-en
 deflated slices, and slices whose unused high bits must be cleared, go through pydicom's own
 decoders one slice at a time. Every slice is written at its own offset (slice index times the
 slice's size), so that several processes can fill one raw file, each with its share of the
-slices.
+slices. :func:`stored_slice` applies the same checks at import, for the slices that
+pre-processing may later copy without parsing them (:mod:`circus_tasks.stored_slices`).
 """
 
 from __future__ import annotations
 
-import errno
 import io
 import math
 import os
@@ -32,12 +32,12 @@ from pydicom.uid import (
 
 from circus_tasks.dicom_json import PIXEL_DATA_TAGS, HeaderSplit, fingerprint
 from circus_tasks.errors import VolumeError
+from circus_tasks.slice_format import ELEMENT_TYPE_NAMES, SliceFormat
+from circus_tasks.stored_slices import StoredSlice, copy_range, write_at
 
 ELEMENT_TYPES: dict[tuple[int, int], tuple[str, np.dtype[Any]]] = {
-    (8, 0): ("MET_UCHAR", np.dtype("<u1")),
-    (8, 1): ("MET_CHAR", np.dtype("<i1")),
-    (16, 0): ("MET_USHORT", np.dtype("<u2")),
-    (16, 1): ("MET_SHORT", np.dtype("<i2")),
+    pixel: (name, np.dtype(f"<{'i' if pixel[1] else 'u'}{pixel[0] // 8}"))
+    for pixel, name in ELEMENT_TYPE_NAMES.items()
 }
 """(Bits Allocated, Pixel Representation) -> MetaImage element type and voxel dtype."""
 
@@ -45,30 +45,6 @@ _DEFER_BYTES = 2048
 """Header values longer than this are skipped when a slice is read and fetched only if needed:
 the pixel data, and the odd long binary value."""
 _NATIVE_LITTLE_ENDIAN = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
-_NO_KERNEL_COPY = frozenset(
-    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF}
-)
-
-
-@dataclass(frozen=True)
-class SliceFormat:
-    """The parts of one slice's pixel description that must agree across the volume."""
-
-    size: tuple[int, int]  # rows, columns
-    pixel: tuple[int, int]  # bits allocated, pixel representation
-    spacing: tuple[float, float]  # x (column spacing), y (row spacing)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of one slice in the raw file."""
-        rows, columns = self.size
-        return rows * columns * ELEMENT_TYPES[self.pixel][1].itemsize
-
-    def describe(self) -> str:
-        rows, columns = self.size
-        bits, representation = self.pixel
-        sign = "signed" if representation else "unsigned"
-        return f"{rows}x{columns} {sign} {bits}-bit"
 
 
 _LAYOUT_TAGS = (
@@ -169,12 +145,8 @@ class SliceWriter:
         layout = _Layout(_slice_format(ds, path), syntax, ds.get("BitsStored"))
         if self.first is None:
             self.first, self._first_layout, self._first_key = layout.format, layout, key
-        elif layout.format.size != self.first.size or layout.format.pixel != self.first.pixel:
-            raise VolumeError(
-                f"{path} is {layout.format.describe()} but the first slice {self.files[0]} "
-                f"is {self.first.describe()}; every slice of a volume must match. "
-                "Choose a range that holds one kind of image."
-            )
+        else:
+            layout.format.check_matches(self.first, path, self.files[0])
         return layout
 
     def _write_pixels(
@@ -218,11 +190,7 @@ class SliceWriter:
 
     def _write(self, offset: int, data: Any) -> None:
         """Write ``data`` (bytes-like) at ``offset`` in the raw file."""
-        view = memoryview(data).cast("B")
-        while view:
-            written = os.pwrite(self.raw_fd, view, offset)
-            view = view[written:]
-            offset += written
+        write_at(self.raw_fd, data, offset)
 
     def _copy(
         self,
@@ -235,27 +203,70 @@ class SliceWriter:
     ) -> None:
         """Move ``size`` bytes from ``source_offset`` in the source to ``offset`` in the raw
         file, inside the kernel where it can."""
-        while size and self._kernel_copy:
-            try:
-                moved = os.copy_file_range(
-                    source.fileno(), self.raw_fd, size, source_offset, offset
-                )
-            except OSError as exc:
-                if exc.errno not in _NO_KERNEL_COPY:
-                    raise
-                self._kernel_copy = False  # e.g. another file system: copy through memory
-                break
-            if moved == 0:
-                raise _undecodable(ds, path, "the file ends inside the pixel data")
-            source_offset += moved
-            offset += moved
-            size -= moved
-        if size:
-            buffer = bytearray(size)
-            source.seek(source_offset)
-            if source.readinto(buffer) != size:
-                raise _undecodable(ds, path, "the file ends inside the pixel data")
-            self._write(offset, buffer)
+        try:
+            self._kernel_copy = copy_range(
+                source.fileno(), self.raw_fd, size, source_offset, offset, self._kernel_copy
+            )
+        except EOFError as exc:
+            raise _undecodable(ds, path, exc) from None
+
+
+def stored_slice(ds: Dataset, path: Path) -> StoredSlice | None:
+    """What import stores of a slice so that pre-processing can copy it without parsing it.
+
+    ``ds`` is the file's full dataset, as import reads it. The checks are the parsing path's:
+    the format (:func:`_slice_format`), the position and the conditions under which
+    :meth:`SliceWriter.take` copies the pixel data as it is. The header is the slice's
+    ``N.json`` object as :class:`~circus_tasks.dicom_json.HeaderSplit` builds it, without
+    private attributes.
+
+    Returns:
+        The facts, stamped with ``path``'s size and modification time; ``None`` when the
+        slice needs the parsing path (compressed, big-endian or deflated pixel data, unused
+        high bits to clear, odd pixel data) or would fail there (not a usable slice).
+    """
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax not in _NATIVE_LITTLE_ENDIAN:
+        return None
+    try:
+        slice_format = _slice_format(ds, path)
+        position = _position(ds, path)
+    except VolumeError:
+        return None  # the parsing path reports it
+    bits, _ = slice_format.pixel
+    element = ds.get_item(0x7FE00010, keep_deferred=True)
+    if isinstance(element, RawDataElement):  # not read yet
+        offset, length, encapsulated = (
+            element.value_tell,
+            element.length,
+            element.length == 0xFFFFFFFF,
+        )
+    elif element is not None and isinstance(element.value, bytes | bytearray):
+        offset, length, encapsulated = (
+            element.file_tell,
+            len(element.value),
+            element.is_undefined_length,
+        )
+    else:
+        return None
+    if (
+        ds.get("BitsStored") != bits
+        or offset is None
+        or encapsulated
+        or length < slice_format.nbytes
+    ):
+        return None  # high bits to clear, or odd pixel data: the parsing path decides
+    split = HeaderSplit(include_private=False)
+    split.add(ds)
+    status = path.stat()
+    return StoredSlice(
+        format=slice_format,
+        position=position,
+        pixel_offset=offset,
+        header=split.document()["common"],
+        file_size=status.st_size,
+        mtime_ns=status.st_mtime_ns,
+    )
 
 
 def _open(path: Path) -> io.BufferedReader:

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
-from circus_tasks.db import make_engine
+from circus_tasks.db import SCHEMA_REVISION, make_engine
 
 
 def test_migrations_match_the_models(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_migrating_twice_changes_nothing(tmp_path: Path) -> None:
         inspect(engine).get_table_names()
     )
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0002"
+        assert MigrationContext.configure(connection).get_current_revision() == SCHEMA_REVISION
 
 
 def test_the_cheap_schema_check_knows_the_head() -> None:
