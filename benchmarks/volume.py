@@ -167,12 +167,19 @@ def helper_prepare(root: Path, name: str, slices: int, size: int, seed: int, syn
     folder = root / name
     if syntax == "native":
         write_series(folder, volume)
-    elif syntax in (RLELossless, DeflatedExplicitVRLittleEndian):
+    elif syntax in (RLELossless, DeflatedExplicitVRLittleEndian, JPEG_LOSSLESS_SV1):
+        write_series(folder, volume, transfer_syntax=syntax)
+    elif syntax == JPEG_BASELINE:  # 8 bits per sample: a window of the CT values
+        volume = np.clip((volume.astype(np.int32) + 1000) // 8, 0, 255).astype(np.uint8)
         write_series(folder, volume, transfer_syntax=syntax)
     else:
         write_series(root / f"{name}-native", volume)
         recompress(root / f"{name}-native", folder, syntax)
         shutil.rmtree(root / f"{name}-native")
+    if syntax == JPEG_BASELINE:  # lossy: the expected voxels are pydicom's own decoding
+        import pydicom
+
+        volume = np.stack([pydicom.dcmread(p).pixel_array for p in sorted(folder.iterdir())])
     np.save(root / f"{name}.npy", volume)
     uid, store = import_series(folder)
     shutil.rmtree(folder)
@@ -229,7 +236,7 @@ def helper_check(raw: Path, expected: Path) -> None:
     import numpy as np
 
     want = np.load(expected, mmap_mode="r")
-    actual = np.memmap(raw, dtype="<i2", mode="r", shape=want.shape)
+    actual = np.memmap(raw, dtype=want.dtype.newbyteorder("<"), mode="r", shape=want.shape)
     if not np.array_equal(actual, want):
         raise SystemExit(f"{raw}: the written voxels differ from the stored ones")
 
@@ -277,9 +284,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 COMPRESSED = {
     "RLE Lossless": "1.2.840.10008.1.2.5",
     "Deflated": "1.2.840.10008.1.2.1.99",
+    "JPEG Lossless SV1": "1.2.840.10008.1.2.4.70",
+    "JPEG Baseline (8 bit)": "1.2.840.10008.1.2.4.50",
     "JPEG-LS Lossless": "1.2.840.10008.1.2.4.80",
     "JPEG 2000 Lossless": "1.2.840.10008.1.2.4.90",
 }
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+"""pydicom has no encoder for these two: ``write_series`` encodes them with imagecodecs (process
+14 lossless through liblj92, baseline through libjpeg-turbo) and wraps the frames with
+pydicom's ``encapsulate``; pydicom decodes them with its GDCM plug-in."""
 
 
 def dcm2niix_argv(dcm2niix: str, out: Path, folder: Path) -> list[str]:

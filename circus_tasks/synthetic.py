@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
@@ -24,6 +25,8 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
     MRImageStorage,
     RLELossless,
     SecondaryCaptureImageStorage,
@@ -41,8 +44,13 @@ SUPPORTED_TRANSFER_SYNTAXES: tuple[str, ...] = (
     ExplicitVRBigEndian,
     DeflatedExplicitVRLittleEndian,
     RLELossless,
+    JPEGLosslessSV1,
+    JPEGBaseline8Bit,
 )
-"""Transfer syntaxes pydicom can write without optional encoder packages."""
+"""Transfer syntaxes :func:`write_series` can write. pydicom encodes RLE and deflates; it has
+no JPEG encoder, so JPEG Lossless (process 14, first-order prediction) and JPEG Baseline
+(8-bit volumes only, lossy) frames are made by ``imagecodecs`` (a benchmark extra) and
+encapsulated by pydicom."""
 
 _SOP_CLASSES: dict[str, UID] = {"CT": CTImageStorage, "MR": MRImageStorage}
 _DTYPES = (np.uint8, np.int8, np.uint16, np.int16)
@@ -95,7 +103,8 @@ def write_series(
         series_description: Series Description.
         series_date: Study, Series and Content Date (``YYYYMMDD``).
         transfer_syntax: One of :data:`SUPPORTED_TRANSFER_SYNTAXES`. RLE Lossless is encoded
-            by pydicom's own encoder; Deflated is compressed by pydicom when writing.
+            by pydicom's own encoder; Deflated is compressed by pydicom when writing; the JPEG
+            ones need ``imagecodecs``.
         rescale: (Rescale Slope, Rescale Intercept); defaults to (1, -1024) for CT and (1, 0)
             otherwise.
         extra: More attributes by DICOM keyword, set on every file after the defaults (so they
@@ -278,6 +287,27 @@ def _encode(ds: Dataset, pixels: np.ndarray, transfer_syntax: str) -> None:
     if transfer_syntax == RLELossless:
         ds.compress(RLELossless, pixels, generate_instance_uid=False)
         return
+    if transfer_syntax in (JPEGLosslessSV1, JPEGBaseline8Bit):
+        ds.PixelData = encapsulate([_jpeg_frame(pixels, transfer_syntax)])
+        ds["PixelData"].VR = "OB"
     if transfer_syntax == ExplicitVRBigEndian:
         ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
     ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
+
+
+def _jpeg_frame(pixels: np.ndarray, transfer_syntax: str) -> bytes:
+    """One slice as a JPEG Lossless (process 14, SV1) or JPEG Baseline frame."""
+    try:
+        import imagecodecs
+    except ImportError:
+        raise ValueError(
+            f"transfer syntax {transfer_syntax} needs imagecodecs to encode the frames: "
+            "pip install imagecodecs (in the bench extras)"
+        ) from None
+    if transfer_syntax == JPEGBaseline8Bit:
+        if pixels.dtype != np.uint8:
+            raise ValueError(f"JPEG Baseline holds 8-bit unsigned pixels, not {pixels.dtype}")
+        return bytes(imagecodecs.jpeg8_encode(pixels, level=90))
+    # the stored bits as they are (two's complement for signed pixels), as DICOM stores them
+    bits = 8 * pixels.itemsize
+    return bytes(imagecodecs.ljpeg_encode(pixels.view(f"u{pixels.itemsize}"), bitspersample=bits))

@@ -569,3 +569,29 @@ def test_an_unusable_output_folder_is_a_volume_error(tmp_path: Path) -> None:
         write_volume(files, tmp_path / "taken", 0)
     with pytest.raises(VolumeError, match="choose a folder you can create and write to"):
         write_volume(files, tmp_path / "taken" / "below", 0)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "syntax"),
+    [
+        (np.int16, "1.2.840.10008.1.2.4.70"),  # JPEG Lossless, first-order prediction
+        (np.uint16, "1.2.840.10008.1.2.4.70"),
+        (np.uint8, "1.2.840.10008.1.2.4.50"),  # JPEG Baseline (lossy)
+    ],
+)
+def test_jpeg_series_give_pydicoms_own_voxels(
+    tmp_path: Path, dtype: type[np.integer], syntax: str
+) -> None:
+    # pydicom cannot encode JPEG: imagecodecs (a benchmark extra, installed by `make test`)
+    # makes the frames, pydicom's GDCM plug-in (a dependency) decodes them
+    pytest.importorskip("imagecodecs")
+    files = write_series(tmp_path / "dicom", _volume(dtype, (3, 16, 12)), transfer_syntax=syntax)
+    assert pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID == syntax
+
+    info = write_volume(files, tmp_path / "in", 0)
+
+    decoded = np.stack([pydicom.dcmread(p).pixel_array for p in files])
+    raw = np.fromfile(info.raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(decoded.shape)
+    np.testing.assert_array_equal(raw, decoded)
+    if syntax.endswith(".70"):  # lossless: the voxels written by write_series
+        np.testing.assert_array_equal(raw, _volume(dtype, (3, 16, 12)))
