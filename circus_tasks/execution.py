@@ -13,10 +13,11 @@ from typing import Any
 
 from filelock import FileLock
 from sqlalchemy import update
+from sqlalchemy.engine import make_url
 from sqlmodel import col
 
 from circus_tasks.db import session_scope
-from circus_tasks.errors import CircusError
+from circus_tasks.errors import CircusError, JobNotFoundError
 from circus_tasks.jobs import move_status
 from circus_tasks.models import Job, utcnow
 from circus_tasks.settings import get_settings
@@ -196,11 +197,26 @@ def error_message(
 
 @dataclass
 class Execution:
-    """The outcome of the start-or-cancel decision for one flow run."""
+    """The outcome of the start-or-cancel decision for one flow run.
+
+    Attributes:
+        status: When not claimed, the status that kept the job from starting (usually
+            ``cancelled``; ``processing`` or later when another run of it got there first).
+    """
 
     job_id: str
     claimed: bool
     machine: str
+    status: JobStatus | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why the job did not start here (empty when it did)."""
+        if self.claimed:
+            return ""
+        if self.status == JobStatus.CANCELLED:
+            return f"job {self.job_id} was cancelled before it started"
+        return f"job {self.job_id} was not started: its status is already {self.status}"
 
 
 @contextmanager
@@ -208,13 +224,28 @@ def job_execution(job_id: str, flow_run_id: str | None = None) -> Iterator[Execu
     """Run a job on this machine: lock, claim, beat; fail the job if the block raises.
 
     Yields an :class:`Execution` whose ``claimed`` is ``False`` when the job was cancelled
-    before it could start: the caller must then not run anything.
+    (or otherwise left ``in_queue``) before it could start: the caller must then not run
+    anything, and :attr:`Execution.reason` says why.
+
+    Raises:
+        JobNotFoundError: no job has this id in our database (a run created outside CIRCUS,
+            or a worker pointed at another database).
     """
     machine = get_settings().machine
     with machine_lock(machine):
         claimed = claim_job(job_id, machine=machine, flow_run_id=flow_run_id)
         if not claimed:
-            yield Execution(job_id, False, machine)
+            with session_scope() as session:
+                job = session.get(Job, job_id)
+                status = job.status if job is not None else None
+            if status is None:
+                where = make_url(get_settings().db_url).render_as_string(hide_password=True)
+                raise JobNotFoundError(
+                    f"No job {job_id} in the CIRCUS database ({where}): this "
+                    "flow run was not created by CIRCUS, or the worker uses another database "
+                    "(CIRCUS_DATABASE_URL). Submit jobs with `circus submit` or submit_job()."
+                )
+            yield Execution(job_id, False, machine, status)
             return
         with heartbeat(job_id):
             try:

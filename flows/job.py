@@ -16,7 +16,7 @@ def circus_job(job_id: str) -> Any:
     """Run one CIRCUS job on this machine, one job at a time."""
     with job_execution(job_id, runtime.flow_run.id) as run:
         if not run.claimed:
-            return Cancelled(message=f"job {job_id} was cancelled before it started")
+            return Cancelled(message=run.reason)
         inputs = pre_process(job_id)
         outputs = main_process(job_id, inputs)
         return post_process(job_id, outputs)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from circus_tasks.db import session_scope
-from circus_tasks.errors import PluginError, ResultsError, VolumeError
+from circus_tasks.errors import JobNotFoundError, PluginError, ResultsError, VolumeError
 from circus_tasks.execution import claim_job, job_execution
 from circus_tasks.importer import import_dicom
-from circus_tasks.jobs import SeriesInput, get_job, register_job
+from circus_tasks.jobs import SeriesInput, cancel_job, get_job, register_job
 from circus_tasks.phantom import DEFAULT_BLOBS, phantom_volume
 from circus_tasks.pipeline import (
     PLUGIN_LOG,
@@ -162,3 +162,23 @@ def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
     assert (inputs / "0.raw").read_bytes() == raw_before
     assert not (job_folders(job_id).root / "escaped.txt").exists()
     assert not Path("/tmp/circus-intruder-was-here").exists()
+
+
+def test_a_run_for_an_unknown_job_fails_and_says_so() -> None:
+    with pytest.raises(JobNotFoundError, match="No job 01h0nosuchjob0000000000000 in the CIRCUS"):
+        with job_execution("01h0nosuchjob0000000000000"):
+            pytest.fail("nothing may run for a job that does not exist")
+
+
+def test_a_run_that_loses_the_start_says_why(series_factory: SeriesFactory) -> None:
+    uid = series_factory(slices=2)
+    cancelled = queued_job("record@1.0.0", uid)
+    cancel_job(cancelled)
+    with job_execution(cancelled) as run:
+        assert not run.claimed and run.status == JobStatus.CANCELLED
+        assert run.reason == f"job {cancelled} was cancelled before it started"
+    taken = queued_job("record@1.0.0", uid)
+    assert claim_job(taken, machine="elsewhere", flow_run_id=None)  # another run got there
+    with job_execution(taken) as run:
+        assert not run.claimed
+        assert run.reason == f"job {taken} was not started: its status is already processing"
