@@ -34,13 +34,17 @@ class ImportReport:
 
     imported: int = 0
     already_present: int = 0
+    facts_added: int = 0
+    """Images already present that got their pre-processing facts now (imported by a version
+    that did not store them)."""
     series_uids: set[str] = field(default_factory=set)
     problems: list[tuple[Path, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
+        added = f" ({self.facts_added} given pre-processing facts)" if self.facts_added else ""
         return (
-            f"{self.imported} image(s) imported, {self.already_present} already present, "
-            f"{len(self.series_uids)} series, {len(self.problems)} file(s) refused"
+            f"{self.imported} image(s) imported, {self.already_present} already present"
+            f"{added}, {len(self.series_uids)} series, {len(self.problems)} file(s) refused"
         )
 
 
@@ -142,6 +146,28 @@ def _z_of(ds: pydicom.Dataset) -> float | None:
     return float(position[2])
 
 
+def _add_missing_facts(image: Image) -> bool:
+    """Give an image imported without facts (by a version before they existed) the facts of
+    its stored copy, if that copy is readable and can be copied as it is.
+
+    Returns:
+        Whether facts were added.
+    """
+    from circus_tasks.errors import DicomImportError
+
+    stored = Path(image.path)
+    try:
+        ds = read_header(stored)
+    except DicomImportError:
+        return False  # pre-processing reports the problem when the file is used
+    facts = _stored_facts(ds, stored)
+    if facts is None:
+        return False
+    for name, value in facts.stamped(stored).columns().items():
+        setattr(image, name, value)
+    return True
+
+
 def _stored_facts(ds: pydicom.Dataset, path: Path) -> StoredSlice | None:
     """The slice's facts for pre-processing, or ``None`` when it must be parsed there.
 
@@ -162,7 +188,9 @@ def import_dicom(
     """Import DICOM files and folders into the store and index them.
 
     Non-DICOM and broken files are listed in the report with the reason; they never stop the
-    import. Importing the same files twice changes nothing.
+    import. Importing the same files twice changes nothing, except that images imported by a
+    version that did not store pre-processing facts get them (from their stored copy): import
+    the folders again, or the store itself (``CIRCUS_HOME/dicom``), to fill them in.
 
     Args:
         *paths: files and folders (walked recursively).
@@ -187,8 +215,12 @@ def import_dicom(
             series_uid = str(ds.SeriesInstanceUID)
             sop_uid = str(ds.SOPInstanceUID)
             report.series_uids.add(series_uid)
-            if session.exec(select(Image.id).where(Image.sop_instance_uid == sop_uid)).first():
+            present = session.exec(select(Image).where(Image.sop_instance_uid == sop_uid)).first()
+            if present is not None:
                 report.already_present += 1
+                if present.pixel_offset is None and _add_missing_facts(present):
+                    session.add(present)
+                    report.facts_added += 1
                 continue
             # Before series_geometry decodes every element: an element still undecoded is
             # judged by the VR written in the file (e.g. UN, left out), as pre-processing does.

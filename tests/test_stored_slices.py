@@ -266,6 +266,27 @@ def test_images_imported_before_the_facts_existed_are_parsed(
     assert len(parsed) == 2 and with_facts == by_parsing
 
 
+def test_importing_again_gives_older_images_their_facts(
+    series_factory: SeriesFactory, tmp_path: Path, parsed: list[int]
+) -> None:
+    uid = series_factory(slices=4)
+    before, facts = series_slices(uid)
+    with session_scope() as session:
+        nulls = ", ".join(f"{name} = NULL" for name in STORED_COLUMNS)
+        session.execute(text(f"UPDATE image SET {nulls} WHERE series_uid = :uid"), {"uid": uid})
+
+    report = import_dicom(before[0].parent)  # the store's own folder of the series
+
+    assert (report.imported, report.already_present, report.facts_added) == (0, 4, 4)
+    assert "(4 given pre-processing facts)" in str(report)
+    files, filled = series_slices(uid)
+    assert filled == facts
+    write_volume(files, tmp_path / "out", 0, stored=filled)
+    assert parsed == []  # written from the facts again
+    again = import_dicom(before[0].parent)
+    assert (again.already_present, again.facts_added) == (4, 0)
+
+
 def test_pre_processing_uses_the_facts(
     series_factory: SeriesFactory, tmp_path: Path, parsed: list[int]
 ) -> None:
