@@ -7,18 +7,16 @@ answer is done again by the reconciler.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import ssl
+import time
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, update
 from sqlmodel import col, select
@@ -30,12 +28,10 @@ from circus_tasks.settings import get_settings
 from circus_tasks.statuses import INVALIDATED_STATE_NAME, JobStatus
 
 if TYPE_CHECKING:
-    from prefect.client.orchestration import PrefectClient
+    from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.objects import WorkQueue
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 BULK = 100
 """Flow runs per request to Prefect's bulk endpoint (``POST /deployments/{id}/create_flow_run/
@@ -73,9 +69,7 @@ def _queue_ranks(queues: Iterable[WorkQueue]) -> list[tuple[Any, int]]:
     return [(q.id, rank) for rank, q in enumerate(ours, start=1) if q.priority != rank]
 
 
-async def ensure_priority_queues(
-    client: PrefectClient, priorities: Iterable[int]
-) -> dict[int, str]:
+def ensure_priority_queues(client: SyncPrefectClient, priorities: Iterable[int]) -> dict[int, str]:
     """Create the work queues of ``priorities`` if needed, and keep queue priorities in order.
 
     Prefect serves queues by their rank (1 first); our higher job priority gets the lower rank.
@@ -89,17 +83,17 @@ async def ensure_priority_queues(
     names = {priority: queue_name(priority) for priority in priorities}
     if set(names.values()) <= _known_queues:
         return names
-    queues = await client.read_work_queues(work_pool_name=pool)
+    queues = client.read_work_queues(work_pool_name=pool)
     missing = set(names.values()) - {q.name for q in queues}
     for name in sorted(missing):
         try:
-            await client.create_work_queue(name=name, work_pool_name=pool)
+            client.create_work_queue(name=name, work_pool_name=pool)
         except ObjectAlreadyExists:
             pass
     if missing:
-        queues = await client.read_work_queues(work_pool_name=pool)
+        queues = client.read_work_queues(work_pool_name=pool)
     for queue_id, rank in _queue_ranks(queues):
-        await client.update_work_queue(queue_id, priority=rank)
+        client.update_work_queue(queue_id, priority=rank)
     _known_queues.update(q.name for q in queues if _priority_of(q.name) is not None)
     return names
 
@@ -204,7 +198,7 @@ def _other(queue: str, own: str | None) -> str | None:
     return None if queue == own else queue
 
 
-async def _create_runs(
+def _create_runs(
     requests: Sequence[_RunRequest],
 ) -> tuple[dict[str, str], list[BaseException]]:
     """Create the flow runs, :data:`BULK` to a request, one request at a time.
@@ -217,13 +211,11 @@ async def _create_runs(
     Returns:
         The flow run id of each job whose run was created, and the errors of the others.
     """
-    from prefect.client.orchestration import get_client
-
     created: dict[str, str] = {}
     errors: list[BaseException] = []
-    async with get_client(httpx_settings=client_settings()) as client:
-        deployment = await client.read_deployment_by_name(get_settings().deployment)
-        queues = await ensure_priority_queues(client, {r.priority for r in requests})
+    with prefect_client() as client:
+        deployment = client.read_deployment_by_name(get_settings().deployment)
+        queues = ensure_priority_queues(client, {r.priority for r in requests})
         now = datetime.now(UTC)
         # a run for the deployment's own queue names none: the server then skips a lookup
         own = deployment.work_queue_name
@@ -241,9 +233,9 @@ async def _create_runs(
                         len(pending),
                         attempt,
                     )
-                    await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+                    time.sleep(min(0.05 * 2**attempt, 2.0))
                 try:
-                    response = await client.request(
+                    response = client.request(
                         "POST",
                         "/deployments/{id}/create_flow_run/bulk",  # type: ignore[arg-type]
                         path_params={"id": deployment.id},
@@ -280,18 +272,6 @@ async def _create_runs(
     return created, errors
 
 
-def _run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` to its end from synchronous code, even inside a running event loop
-    (then in a helper thread, with this context's settings)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(context.run, asyncio.run, coroutine).result()
-
-
 def _store_run_ids(created: dict[str, str]) -> None:
     """Record the flow run ids: one UPDATE per chunk, never over an id already there."""
     items = sorted(created.items())
@@ -324,7 +304,7 @@ def dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
     if not requests:
         return existing
     try:
-        created, errors = _run_coroutine(_create_runs(requests))
+        created, errors = _create_runs(requests)
     except unreachable_errors() as exc:
         raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
     _store_run_ids(created)
@@ -391,6 +371,16 @@ def _prefect_calls() -> Iterator[Any]:
         raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
 
 
+def _job_with_run(job_id: str) -> Job | None:
+    """The job, detached from its session, if it exists and has a flow run."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.flow_run_id is None:
+            return None
+        session.expunge(job)
+        return job
+
+
 def mirror_state(job_id: str) -> None:
     """Show our decision on the job's flow run: Cancelled, or "Invalidated" (Completed type).
 
@@ -399,11 +389,10 @@ def mirror_state(job_id: str) -> None:
     """
     from prefect.states import Cancelled, Completed
 
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.flow_run_id is None:
-            return
-        status, run_id, reason = job.status, job.flow_run_id, job.invalidation_reason
+    job = _job_with_run(job_id)
+    if job is None:
+        return
+    status, run_id, reason = job.status, job.flow_run_id, job.invalidation_reason
     with _prefect_calls() as client:
         run = client.read_flow_run(run_id)
         if status == JobStatus.CANCELLED and run.state and not run.state.is_final():
@@ -425,13 +414,13 @@ def request_cancellation(job_id: str) -> None:
     """
     from prefect.states import Cancelling
 
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.flow_run_id is None:
-            return
-        run_id, who = job.flow_run_id, job.abort_requested_by
+    job = _job_with_run(job_id)
+    if job is None:
+        return
     with _prefect_calls() as client:
-        client.set_flow_run_state(run_id, Cancelling(message=f"aborted by {who}"), force=True)
+        client.set_flow_run_state(
+            job.flow_run_id, Cancelling(message=f"aborted by {job.abort_requested_by}"), force=True
+        )
 
 
 def try_mirror_state(job_id: str) -> None:

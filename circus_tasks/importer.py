@@ -146,6 +146,15 @@ def _z_of(ds: pydicom.Dataset) -> float | None:
     return float(position[2])
 
 
+def _no_facts(stored: Path) -> dict[str, Any]:
+    """The fact columns of a slice that pre-processing must parse: all NULL but the file's
+    size and time, which say that import looked (so importing again does not look again)."""
+    status = stored.stat()
+    columns: dict[str, Any] = dict.fromkeys(STORED_COLUMNS)
+    columns.update(file_size=status.st_size, file_mtime_ns=status.st_mtime_ns)
+    return columns
+
+
 def _add_missing_facts(image: Image) -> bool:
     """Give an image imported without facts (by a version before they existed) the facts of
     its stored copy, if that copy is readable and can be copied as it is.
@@ -161,11 +170,10 @@ def _add_missing_facts(image: Image) -> bool:
     except DicomImportError:
         return False  # pre-processing reports the problem when the file is used
     facts = _stored_facts(ds, stored)
-    if facts is None:
-        return False
-    for name, value in facts.stamped(stored).columns().items():
+    columns = facts.stamped(stored).columns() if facts is not None else _no_facts(stored)
+    for name, value in columns.items():
         setattr(image, name, value)
-    return True
+    return facts is not None
 
 
 def _stored_facts(ds: pydicom.Dataset, path: Path) -> StoredSlice | None:
@@ -215,12 +223,17 @@ def import_dicom(
             series_uid = str(ds.SeriesInstanceUID)
             sop_uid = str(ds.SOPInstanceUID)
             report.series_uids.add(series_uid)
-            present = session.exec(select(Image).where(Image.sop_instance_uid == sop_uid)).first()
+            present = session.exec(
+                select(Image.id, Image.file_size).where(Image.sop_instance_uid == sop_uid)
+            ).first()
             if present is not None:
                 report.already_present += 1
-                if present.pixel_offset is None and _add_missing_facts(present):
-                    session.add(present)
-                    report.facts_added += 1
+                image_id, file_size = present
+                if file_size is None:  # imported before facts were looked for: the full row
+                    image = session.get(Image, image_id)
+                    if image is not None and _add_missing_facts(image):
+                        session.add(image)
+                        report.facts_added += 1
                 continue
             # Before series_geometry decodes every element: an element still undecoded is
             # judged by the VR written in the file (e.g. UN, left out), as pre-processing does.
@@ -243,11 +256,7 @@ def import_dicom(
             partial = target.with_suffix(".part")
             shutil.copyfile(path, partial)
             os.replace(partial, target)
-            columns = (
-                facts.stamped(target).columns()
-                if facts is not None
-                else dict.fromkeys(STORED_COLUMNS)
-            )
+            columns = facts.stamped(target).columns() if facts is not None else _no_facts(target)
             session.add(
                 Image(
                     series_uid=series_uid,

@@ -14,11 +14,11 @@ from sqlmodel import col, select
 
 from circus_tasks.db import session_scope
 from circus_tasks.errors import JobNotFoundError, ResultsError
-from circus_tasks.models import Image, Job, JobSeries
+from circus_tasks.models import Job, JobSeries
 from circus_tasks.plugins import get_plugin, run_plugin
 from circus_tasks.ranges import ImageRange
 from circus_tasks.results import load_results
-from circus_tasks.series import stored_facts
+from circus_tasks.series import series_images, stored_facts
 from circus_tasks.settings import get_settings
 from circus_tasks.stored_slices import StoredSlice
 from circus_tasks.volume import write_volume
@@ -71,9 +71,11 @@ def series_slices(job_id: str) -> list[tuple[list[Path], list[StoredSlice | None
         ).all()
         volumes = []
         for entry in entries:
+            # series_images' order (number, then import order) decides duplicates the way
+            # `circus volume` does: the image imported last wins
             by_number = {
                 image.instance_number: image
-                for image in session.exec(select(Image).where(Image.series_uid == entry.series_uid))
+                for image in series_images(entry.series_uid, session=session)
             }
             image_range = ImageRange(entry.start, entry.end, entry.delta)
             image_range.check_exists(by_number, entry.series_uid)

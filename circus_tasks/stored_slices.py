@@ -54,7 +54,9 @@ STORED_COLUMNS: tuple[str, ...] = (
     "file_size",
     "file_mtime_ns",
 )
-"""The ``image`` table's columns that hold a :class:`StoredSlice` (all NULL when none)."""
+"""The ``image`` table's columns that hold a :class:`StoredSlice`: all NULL for an image
+imported before facts were stored, all NULL but the file's size and time when import found that
+the slice must be parsed."""
 
 _NO_KERNEL_COPY = frozenset(
     {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF}

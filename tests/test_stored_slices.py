@@ -266,6 +266,24 @@ def test_images_imported_before_the_facts_existed_are_parsed(
     assert len(parsed) == 2 and with_facts == by_parsing
 
 
+def test_importing_a_compressed_series_again_does_not_read_it_again(
+    series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import circus_tasks.importer as importer
+
+    uid = series_factory(slices=3, transfer_syntax=RLELossless)
+    files, stored = series_slices(uid)
+    assert stored == [None, None, None]
+    reads: list[Path] = []
+    real_read = importer.read_header
+    monkeypatch.setattr(importer, "read_header", lambda p: reads.append(p) or real_read(p))
+
+    report = import_dicom(files[0].parent)
+
+    assert (report.already_present, report.facts_added) == (3, 0)
+    assert sorted(reads) == sorted(files)  # each file once, as any import reads it
+
+
 def test_importing_again_gives_older_images_their_facts(
     series_factory: SeriesFactory, tmp_path: Path, parsed: list[int]
 ) -> None:
