@@ -62,10 +62,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def measure_ours(jobs: int, work: Path, env: dict[str, str]) -> tuple[list[float], float]:
     import numpy as np
 
-    from circus_tasks.importer import import_dicom
-    from circus_tasks.jobs import submit_job, wait_for_job
+    from circus_tasks.api import submit_job, wait_for_job
     from circus_tasks.statuses import JobStatus
-    from circus_tasks.synthetic import write_series
+    from circus_tasks.store.importer import import_dicom
+    from circus_tasks.testing.synthetic import write_series
 
     write_series(work / "series", np.zeros((1, 8, 8), dtype=np.int16))
     (uid,) = import_dicom(work / "series").series_uids

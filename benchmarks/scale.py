@@ -74,8 +74,8 @@ def timed_ms(call: Callable[[], Any], times: int) -> tuple[float, float]:
 def import_series(home: Path) -> str:
     import numpy as np
 
-    from circus_tasks.importer import import_dicom
-    from circus_tasks.synthetic import write_series
+    from circus_tasks.store.importer import import_dicom
+    from circus_tasks.testing.synthetic import write_series
 
     folder = home.parent / "series"
     volume = (np.arange(6 * 8 * 8).reshape(6, 8, 8) % 300).astype("int16")
@@ -88,9 +88,9 @@ def bench_submission(home: Path, jobs: int, peer_jobs: int, single_jobs: int) ->
     from prefect.deployments import run_deployment
     from sqlmodel import col, func, select
 
-    from circus_tasks.db import session_scope
-    from circus_tasks.jobs import JobRequest, register_jobs, submit_job, submit_jobs
-    from circus_tasks.models import Job
+    from circus_tasks.api import JobRequest, register_jobs, submit_job, submit_jobs
+    from circus_tasks.db.engine import session_scope
+    from circus_tasks.db.models import Job
     from circus_tasks.settings import get_settings
 
     uid = import_series(home)
@@ -165,8 +165,8 @@ def fill_jobs(count: int, rng: random.Random) -> dict[str, list[Any]]:
     from sqlalchemy import insert
     from ulid import ULID
 
-    from circus_tasks.db import get_engine
-    from circus_tasks.models import Job, JobSeries, Series
+    from circus_tasks.db.engine import get_engine
+    from circus_tasks.db.models import Job, JobSeries, Series
     from circus_tasks.statuses import JobStatus
 
     patients = [f"PAT{n:05d}" for n in range(5000)]
@@ -252,8 +252,8 @@ def query_plans() -> dict[str, str]:
     """SQLite's plan for each filter's page query, as ``list_jobs`` sends it."""
     from sqlalchemy import event
 
-    from circus_tasks.db import get_engine
-    from circus_tasks.jobs import list_jobs
+    from circus_tasks.api import list_jobs
+    from circus_tasks.db.engine import get_engine
 
     engine = get_engine()
     if engine.dialect.name != "sqlite":
@@ -285,8 +285,8 @@ def query_plans() -> dict[str, str]:
 
 
 def bench_search(count: int, calls: int) -> dict[str, Any]:
-    from circus_tasks.db import session_scope
-    from circus_tasks.jobs import find_duplicates, list_jobs
+    from circus_tasks.api import find_duplicates, list_jobs
+    from circus_tasks.db.engine import session_scope
 
     rng = random.Random(4)
     started = time.perf_counter()
@@ -405,7 +405,7 @@ def submission_child(args: argparse.Namespace) -> None:
 def run_submission(backend: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`submission_child` for ``backend`` (a throw-away PostgreSQL cluster for
     ``postgres``, holding both the Prefect server's database and ours)."""
-    from circus_tasks.throwaway_postgres import throwaway_cluster
+    from circus_tasks.testing.postgres import throwaway_cluster
 
     home = root / backend / "home"
     port = free_port()
@@ -438,7 +438,7 @@ def run_submission(backend: str, root: Path, args: argparse.Namespace) -> dict[s
 
 
 def main() -> None:
-    from circus_tasks.throwaway_postgres import available
+    from circus_tasks.testing.postgres import available
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs in the table for (b)")
@@ -476,7 +476,7 @@ def main() -> None:
         search = bench_search(args.jobs, args.calls)
         report(submissions, search, args.calls)
     finally:
-        from circus_tasks.db import reset_caches
+        from circus_tasks.db.engine import reset_caches
 
         reset_caches()
         shutil.rmtree(root, ignore_errors=True)

@@ -130,9 +130,9 @@ def phantom(slices: int, size: int, seed: int = 7) -> np.ndarray:
 
 def import_series(folder: Path) -> tuple[str, Path]:
     """Import a folder; return the series UID and the store folder that holds its files."""
-    from circus_tasks.db import session_scope
-    from circus_tasks.importer import import_dicom
-    from circus_tasks.series import series_images
+    from circus_tasks.db.engine import session_scope
+    from circus_tasks.store.importer import import_dicom
+    from circus_tasks.store.series import series_images
 
     report = import_dicom(folder)
     if report.problems:
@@ -161,7 +161,7 @@ def helper_prepare(root: Path, name: str, slices: int, size: int, seed: int, syn
     import numpy as np
     from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-    from circus_tasks.synthetic import write_series
+    from circus_tasks.testing.synthetic import write_series
 
     volume = phantom(slices, size, seed)
     folder = root / name
@@ -188,10 +188,10 @@ def helper_prepare(root: Path, name: str, slices: int, size: int, seed: int, syn
 
 def helper_facts(store: Path) -> None:
     """Print the seconds that reading the store's files fully (as import does) and computing
-    their stored facts (:func:`circus_tasks.volume_slices.stored_slice`) take, in one process."""
+    their stored facts (:func:`circus_tasks.volume.parsed.stored_slice`) take, in one process."""
     import pydicom
 
-    from circus_tasks.volume_slices import stored_slice
+    from circus_tasks.volume.parsed import stored_slice
 
     reading = computing = 0.0
     for path in sorted(store.iterdir()):
@@ -207,8 +207,8 @@ def helper_facts(store: Path) -> None:
 
 WITHOUT_FACTS_SCRIPT = """
 import sys
-import circus_tasks.importer as importer
-from circus_tasks.cli import app
+import circus_tasks.store.importer as importer
+from circus_tasks.cli.app import app
 importer._stored_facts = lambda ds, path: None
 app(["import", *sys.argv[1:]])
 """
@@ -405,9 +405,9 @@ def measure_in_process(uid: str, out: Path, root: Path) -> tuple[float, float]:
     script = f"""
 import sys, time
 from pathlib import Path
-import circus_tasks.volume_slices
-from circus_tasks.volume_command import series_slices
-from circus_tasks.volume import write_volume
+import circus_tasks.volume.parsed
+from circus_tasks.cli.volume import series_slices
+from circus_tasks.volume.writer import write_volume
 files, stored = series_slices({uid!r})
 for facts in (stored, None):
     times = []

@@ -11,6 +11,19 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from circus_tasks.api import (
+        JobRequest,
+        SeriesInput,
+        abort_job,
+        cancel_job,
+        get_job,
+        invalidate_job,
+        job_events,
+        list_jobs,
+        submit_job,
+        submit_jobs,
+        wait_for_job,
+    )
     from circus_tasks.errors import (
         CircusError,
         DicomImportError,
@@ -26,26 +39,13 @@ if TYPE_CHECKING:
         SeriesNotFoundError,
         VolumeError,
     )
-    from circus_tasks.importer import ImportReport, import_dicom
-    from circus_tasks.jobs import (
-        JobRequest,
-        SeriesInput,
-        abort_job,
-        cancel_job,
-        get_job,
-        invalidate_job,
-        job_events,
-        list_jobs,
-        submit_job,
-        submit_jobs,
-        wait_for_job,
-    )
-    from circus_tasks.pipeline import JobResults, get_job_results
-    from circus_tasks.plugins import get_plugin, list_plugins
-    from circus_tasks.ranges import ImageRange, resolve_auto_range
-    from circus_tasks.series import get_series, list_series
+    from circus_tasks.jobs.steps import JobResults, get_job_results
+    from circus_tasks.plugins.registry import get_plugin, list_plugins
     from circus_tasks.settings import Settings, get_settings
     from circus_tasks.statuses import JobStatus
+    from circus_tasks.store.importer import ImportReport, import_dicom
+    from circus_tasks.store.ranges import ImageRange, resolve_auto_range
+    from circus_tasks.store.series import get_series, list_series
 
 _EXPORTS: dict[str, str] = {
     "CircusError": "errors",
@@ -60,28 +60,28 @@ _EXPORTS: dict[str, str] = {
     "ResultsError": "errors",
     "SeriesNotFoundError": "errors",
     "VolumeError": "errors",
-    "ImportReport": "importer",
-    "import_dicom": "importer",
-    "JobRequest": "jobs",
-    "SeriesInput": "jobs",
-    "abort_job": "jobs",
-    "get_job_results": "pipeline",
-    "JobResults": "pipeline",
+    "ImportReport": "store.importer",
+    "import_dicom": "store.importer",
+    "JobRequest": "api",
+    "SeriesInput": "api",
+    "abort_job": "api",
+    "get_job_results": "jobs.steps",
+    "JobResults": "jobs.steps",
     "InputConditionError": "errors",
-    "cancel_job": "jobs",
-    "get_job": "jobs",
-    "invalidate_job": "jobs",
-    "job_events": "jobs",
-    "list_jobs": "jobs",
-    "submit_job": "jobs",
-    "submit_jobs": "jobs",
-    "wait_for_job": "jobs",
-    "get_plugin": "plugins",
-    "list_plugins": "plugins",
-    "ImageRange": "ranges",
-    "resolve_auto_range": "ranges",
-    "get_series": "series",
-    "list_series": "series",
+    "cancel_job": "api",
+    "get_job": "api",
+    "invalidate_job": "api",
+    "job_events": "api",
+    "list_jobs": "api",
+    "submit_job": "api",
+    "submit_jobs": "api",
+    "wait_for_job": "api",
+    "get_plugin": "plugins.registry",
+    "list_plugins": "plugins.registry",
+    "ImageRange": "store.ranges",
+    "resolve_auto_range": "store.ranges",
+    "get_series": "store.series",
+    "list_series": "store.series",
     "Settings": "settings",
     "get_settings": "settings",
     "JobStatus": "statuses",

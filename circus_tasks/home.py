@@ -1,7 +1,7 @@
 """Where CIRCUS keeps its data, as plain functions that import nothing heavy.
 
 :class:`~circus_tasks.settings.Settings` takes its defaults from here, and the lean
-``circus volume`` path (:mod:`circus_tasks.volume_command`) reads the database location with
+``circus volume`` path (:mod:`circus_tasks.cli.volume`) reads the database location with
 :func:`database_url_from_environment` instead of importing pydantic-settings (about 0.15 s).
 """
 

@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow, runtime
 from prefect.states import Cancelled
 
-from circus_tasks.execution import job_execution
-from circus_tasks.tasks import main_process, post_process, pre_process
+from circus_tasks.orchestration.run import job_execution
+from circus_tasks.orchestration.tasks import main_process, post_process, pre_process
 
 
 @flow(name="circus-job", persist_result=False)

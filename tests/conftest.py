@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from circus_tasks.db import reset_caches, session_scope
-from circus_tasks.importer import import_dicom
-from circus_tasks.synthetic import write_series
+from circus_tasks.db.engine import reset_caches, session_scope
+from circus_tasks.store.importer import import_dicom
+from circus_tasks.testing.synthetic import write_series
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
+TEST_PLUGINS = Path(__file__).resolve().parent / "sample_plugins"
 
 
 def build_plugins_dir(target: Path) -> Path:
@@ -111,9 +111,9 @@ def race_cancel_and_start(job_id: str) -> tuple[bool, bool]:
     Returns:
         (claimed, cancelled): whether each side won.
     """
+    from circus_tasks.api import cancel_job
     from circus_tasks.errors import JobStateError
-    from circus_tasks.execution import claim_job
-    from circus_tasks.jobs import cancel_job
+    from circus_tasks.orchestration.run import claim_job
 
     barrier = threading.Barrier(2)
     outcome: dict[str, bool] = {}

@@ -7,11 +7,11 @@ from pathlib import Path
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
-from circus_tasks.cli import app
-from circus_tasks.db import session_scope
-from circus_tasks.execution import claim_job, finish_job
-from circus_tasks.jobs import register_job
-from circus_tasks.pipeline import prepare_inputs, run_main, store_results
+from circus_tasks.api import register_job
+from circus_tasks.cli.app import app
+from circus_tasks.db.engine import session_scope
+from circus_tasks.jobs.steps import prepare_inputs, run_main, store_results
+from circus_tasks.orchestration.run import claim_job, finish_job
 
 runner = CliRunner()
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from circus_tasks.db import session_scope
+from circus_tasks.api import SeriesInput, register_job
+from circus_tasks.db.engine import session_scope
 from circus_tasks.errors import InputConditionError
-from circus_tasks.jobs import SeriesInput, register_job
-from circus_tasks.series import get_series
+from circus_tasks.store.series import get_series
 
 PLUGIN = "ct-only@1.0.0"
 CORONAL = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
-from circus_tasks.db import SCHEMA_REVISION, make_engine
+from circus_tasks.db.engine import SCHEMA_REVISION, make_engine
 
 
 def test_migrations_match_the_models(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_the_cheap_schema_check_knows_the_head() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from circus_tasks.db import MIGRATIONS, SCHEMA_REVISION
+    from circus_tasks.db.engine import MIGRATIONS, SCHEMA_REVISION
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -1,4 +1,4 @@
-"""Tests for circus_tasks/deferred_imports.py."""
+"""Tests for circus_tasks/cli/deferred_imports.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from circus_tasks.deferred_imports import deferred_imports
+from circus_tasks.cli.deferred_imports import deferred_imports
 
 
 def test_a_deferred_module_runs_on_first_use(
@@ -34,7 +34,8 @@ def test_a_deferred_module_runs_on_first_use(
 def test_pydicom_reads_and_its_deferred_parts_still_work() -> None:
     script = (
         "import sys\n"
-        "from circus_tasks.deferred_imports import UNUSED_BY_PYDICOM_READING, deferred_imports\n"
+        "from circus_tasks.cli.deferred_imports import (\n"
+        "    UNUSED_BY_PYDICOM_READING, deferred_imports)\n"
         "with deferred_imports(UNUSED_BY_PYDICOM_READING):\n"
         "    import pydicom\n"
         "lazy = sorted(n for n in UNUSED_BY_PYDICOM_READING\n"

@@ -1,4 +1,4 @@
-"""Tests for circus_tasks/forked.py: a loop with its later items in forked children."""
+"""Tests for circus_tasks/volume/forked.py: a loop with its later items in forked children."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from circus_tasks import forked
 from circus_tasks.errors import VolumeError
-from circus_tasks.forked import can_fork, map_forked
+from circus_tasks.volume import forked
+from circus_tasks.volume.forked import can_fork, map_forked
 
 
 class Unpicklable(Exception):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydicom.data import get_testdata_file
 
-from circus_tasks.importer import import_dicom
-from circus_tasks.series import get_series, list_series
 from circus_tasks.settings import get_settings
-from circus_tasks.synthetic import write_series
+from circus_tasks.store.importer import import_dicom
+from circus_tasks.store.series import get_series, list_series
+from circus_tasks.testing.synthetic import write_series
 from tests.conftest import make_volume
 
 

@@ -9,17 +9,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from circus_tasks.db import session_scope
-from circus_tasks.errors import (
-    DuplicateJobError,
-    InvalidRangeError,
-    JobNotFoundError,
-    JobStateError,
-    PluginNotFoundError,
-    SeriesNotFoundError,
-)
-from circus_tasks.execution import claim_job, fail_job, finish_job
-from circus_tasks.jobs import (
+from circus_tasks.api import (
     SeriesInput,
     cancel_job,
     get_job,
@@ -29,9 +19,19 @@ from circus_tasks.jobs import (
     move_status,
     register_job,
 )
-from circus_tasks.models import Job
-from circus_tasks.ranges import ImageRange
+from circus_tasks.db.engine import session_scope
+from circus_tasks.db.models import Job
+from circus_tasks.errors import (
+    DuplicateJobError,
+    InvalidRangeError,
+    JobNotFoundError,
+    JobStateError,
+    PluginNotFoundError,
+    SeriesNotFoundError,
+)
+from circus_tasks.orchestration.run import claim_job, fail_job, finish_job
 from circus_tasks.statuses import ALLOWED_MOVES, JobStatus
+from circus_tasks.store.ranges import ImageRange
 from tests.conftest import race_cancel_and_start
 
 PLUGIN = "lesion-candidates@1.0.0"
@@ -259,8 +259,8 @@ def test_cancel_and_start_race_has_exactly_one_winner(series_factory: SeriesFact
 def test_plugins_are_recorded_in_the_plugin_table(home: object) -> None:
     from sqlmodel import select
 
-    from circus_tasks.models import PluginRecord
-    from circus_tasks.plugins import list_plugins
+    from circus_tasks.db.models import PluginRecord
+    from circus_tasks.plugins.registry import list_plugins
 
     ids = [p.plugin_id for p in list_plugins()]
     assert PLUGIN in ids and OTHER in ids

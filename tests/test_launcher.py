@@ -1,4 +1,4 @@
-"""Tests for circus_tasks/launcher.py: the ``circus`` console script's routing."""
+"""Tests for circus_tasks/cli/launcher.py: the ``circus`` console script's routing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from circus_tasks import launcher, volume_command
-from circus_tasks.volume_command import VolumeArguments
+from circus_tasks.cli import launcher
+from circus_tasks.cli import volume as volume_command
+from circus_tasks.cli.volume import VolumeArguments
 
 SeriesFactory = Callable[..., str]
 CIRCUS = Path(sys.executable).parent / "circus"
@@ -60,7 +61,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_installed_script_is_the_launcher() -> None:
-    assert "circus_tasks.launcher" in CIRCUS.read_text()
+    assert "circus_tasks.cli.launcher" in CIRCUS.read_text()
 
 
 def test_the_console_script_writes_the_volume_without_the_heavy_imports(
@@ -68,7 +69,7 @@ def test_the_console_script_writes_the_volume_without_the_heavy_imports(
 ) -> None:
     uid = series_factory(slices=3)
     probe = (
-        "import sys; from circus_tasks.launcher import main; code = main(sys.argv[1:]);"
+        "import sys; from circus_tasks.cli.launcher import main; code = main(sys.argv[1:]);"
         "heavy = ('typer', 'rich', 'sqlalchemy', 'sqlmodel', 'pydantic_settings', 'alembic');"
         "print(sorted(m for m in heavy if m in sys.modules)); sys.exit(code)"
     )
@@ -96,7 +97,7 @@ def test_the_console_script_reports_errors_like_the_typer_command(
 
     lean = _run("volume", f"{uid}:1:4:2", str(tmp_path / "out"))
     typer = subprocess.run(
-        [sys.executable, "-m", "circus_tasks.cli", "volume", f"{uid}:1:4:2", str(tmp_path)],
+        [sys.executable, "-m", "circus_tasks.cli.app", "volume", f"{uid}:1:4:2", str(tmp_path)],
         capture_output=True,
         text=True,
         check=False,

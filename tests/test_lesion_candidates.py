@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from circus_tasks.phantom import (
+from circus_tasks.plugins.results import load_results
+from circus_tasks.testing.phantom import (
     DEFAULT_BLOBS,
     DEFAULT_SPACING_XYZ,
     Blob,
     blob_volume_mm3,
     phantom_volume,
 )
-from circus_tasks.results import load_results
 from tests.plugin_inputs import load_plugin_module
 from tests.plugin_inputs import write_input as write_plugin_input
 

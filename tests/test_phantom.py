@@ -1,4 +1,4 @@
-"""Tests of circus_tasks/phantom.py: synthetic CT volumes with a known answer."""
+"""Tests of circus_tasks/testing/phantom.py: synthetic CT volumes with a known answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from circus_tasks.phantom import (
+from circus_tasks.testing.phantom import (
     DEFAULT_BLOBS,
     DEFAULT_SHAPE,
     DEFAULT_SPACING_XYZ,

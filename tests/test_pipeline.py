@@ -10,13 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circus_tasks.db import session_scope
+from circus_tasks.api import SeriesInput, cancel_job, get_job, register_job
+from circus_tasks.db.engine import session_scope
 from circus_tasks.errors import JobNotFoundError, PluginError, ResultsError, VolumeError
-from circus_tasks.execution import claim_job, job_execution
-from circus_tasks.importer import import_dicom
-from circus_tasks.jobs import SeriesInput, cancel_job, get_job, register_job
-from circus_tasks.phantom import DEFAULT_BLOBS, phantom_volume
-from circus_tasks.pipeline import (
+from circus_tasks.jobs.steps import (
     PLUGIN_LOG,
     job_folders,
     prepare_inputs,
@@ -24,10 +21,13 @@ from circus_tasks.pipeline import (
     run_main,
     store_results,
 )
+from circus_tasks.orchestration.run import claim_job, job_execution
 from circus_tasks.settings import get_settings
 from circus_tasks.statuses import JobStatus
-from circus_tasks.synthetic import write_series
-from circus_tasks.volume import IDENTIFYING_KEYWORDS
+from circus_tasks.store.importer import import_dicom
+from circus_tasks.testing.phantom import DEFAULT_BLOBS, phantom_volume
+from circus_tasks.testing.synthetic import write_series
+from circus_tasks.volume.writer import IDENTIFYING_KEYWORDS
 
 SeriesFactory = Callable[..., str]
 
@@ -135,7 +135,7 @@ def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
 ) -> None:
     import socket
 
-    from circus_tasks.runners import machine_isolation
+    from circus_tasks.plugins.runners import machine_isolation
 
     if not machine_isolation().namespaces:
         pytest.skip("this machine allows no namespaces (needs root or user namespaces)")

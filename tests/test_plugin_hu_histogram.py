@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from circus_tasks.plugins import Plugin, load_manifest, run_plugin
-from circus_tasks.results import load_results
+from circus_tasks.plugins.registry import Plugin, load_manifest, run_plugin
+from circus_tasks.plugins.results import load_results
 from tests.plugin_inputs import write_input
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "hu-histogram"

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from circus_tasks.phantom import (
+from circus_tasks.plugins.registry import Plugin, load_manifest, run_plugin
+from circus_tasks.plugins.results import load_results
+from circus_tasks.testing.phantom import (
     DEFAULT_BLOBS,
     DEFAULT_SHAPE,
     DEFAULT_SPACING_XYZ,
@@ -19,8 +21,6 @@ from circus_tasks.phantom import (
     body_mask,
     phantom_volume,
 )
-from circus_tasks.plugins import Plugin, load_manifest, run_plugin
-from circus_tasks.results import load_results
 from tests.plugin_inputs import load_plugin_module, write_input
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "volumetry"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from circus_tasks.errors import PluginError, PluginNotFoundError
-from circus_tasks.manifest import load_manifest
-from circus_tasks.plugins import discover_plugins, get_plugin, run_plugin
+from circus_tasks.plugins.manifest import load_manifest
+from circus_tasks.plugins.registry import discover_plugins, get_plugin, run_plugin
 
 
 def write_manifest(folder: Path, manifest: dict[str, object]) -> Path:
@@ -75,7 +75,7 @@ def _cmdline(proc: Path) -> str:
 
 
 def test_a_docker_plugin_follows_the_circus_contract(home: Path, tmp_path: Path) -> None:
-    from circus_tasks.runners import docker_engine_problem, plugin_command
+    from circus_tasks.plugins.runners import docker_engine_problem, plugin_command
 
     plugin = get_plugin("docker-cad@2.1.0")
     command = plugin_command(plugin, tmp_path / "job" / "in", tmp_path / "job" / "out")
@@ -91,7 +91,7 @@ def test_a_docker_plugin_follows_the_circus_contract(home: Path, tmp_path: Path)
 def test_without_a_docker_engine_the_plugin_is_listed_not_runnable(
     home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from circus_tasks import runners
+    from circus_tasks.plugins import runners
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no docker command at all
     runners.docker_engine_problem.cache_clear()

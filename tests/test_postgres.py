@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from circus_tasks.db import reset_caches, session_scope
+from circus_tasks.api import cancel_job, get_job, invalidate_job, list_jobs, register_job
+from circus_tasks.db.engine import reset_caches, session_scope
 from circus_tasks.errors import DuplicateJobError, JobStateError
-from circus_tasks.execution import claim_job, finish_job
-from circus_tasks.jobs import cancel_job, get_job, invalidate_job, list_jobs, register_job
+from circus_tasks.orchestration.run import claim_job, finish_job
 from circus_tasks.statuses import JobStatus
-from circus_tasks.throwaway_postgres import available, throwaway_cluster
+from circus_tasks.testing.postgres import available, throwaway_cluster
 from tests.conftest import race_cancel_and_start
 
 pytestmark = pytest.mark.skipif(

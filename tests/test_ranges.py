@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from circus_tasks.errors import CircusError, InvalidRangeError
-from circus_tasks.ranges import ImageRange, resolve_auto_range, resolve_range
+from circus_tasks.store.ranges import ImageRange, resolve_auto_range, resolve_range
 
 VALID = [
     # (start, end, delta, numbers)

@@ -1,4 +1,4 @@
-"""Tests of circus_tasks/results.py: the results.json schema and loader."""
+"""Tests of circus_tasks/plugins/results.py: the results.json schema and loader."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from circus_tasks.errors import CircusError, ResultsError
-from circus_tasks.results import RESULTS_SCHEMA, load_results, validate_results
+from circus_tasks.plugins.results import RESULTS_SCHEMA, load_results, validate_results
 
 
 def _write(out_dir: Path, document: Any) -> Path:

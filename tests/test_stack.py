@@ -16,10 +16,7 @@ from typing import Any
 
 import pytest
 
-from circus_tasks.db import reset_caches
-from circus_tasks.errors import JobStateError
-from circus_tasks.importer import import_dicom
-from circus_tasks.jobs import (
+from circus_tasks.api import (
     SeriesInput,
     cancel_job,
     get_job,
@@ -28,9 +25,12 @@ from circus_tasks.jobs import (
     submit_job,
     wait_for_job,
 )
-from circus_tasks.reconciler import reconcile_once
+from circus_tasks.db.engine import reset_caches
+from circus_tasks.errors import JobStateError
+from circus_tasks.orchestration.reconciler import reconcile_once
 from circus_tasks.statuses import INVALIDATED_STATE_NAME, JobStatus
-from circus_tasks.synthetic import write_series
+from circus_tasks.store.importer import import_dicom
+from circus_tasks.testing.synthetic import write_series
 from tests.conftest import build_plugins_dir, make_volume
 
 pytestmark = [pytest.mark.prefect, pytest.mark.worker]
@@ -80,7 +80,7 @@ class Stack:
         self.workers.clear()
 
     def client(self) -> Any:
-        from circus_tasks.dispatch import prefect_client
+        from circus_tasks.orchestration.dispatch import prefect_client
 
         return prefect_client()
 
@@ -330,7 +330,7 @@ def test_abort_a_running_job(stack: Stack, series_uid: str, how: str) -> None:
     from prefect.client.schemas.objects import StateType
     from prefect.states import Cancelling
 
-    from circus_tasks.jobs import abort_job
+    from circus_tasks.api import abort_job
 
     stack.start_worker("machine-g")
     job_id = submit_job("sleepy@1.0.0", [series_uid], force=True).id
@@ -381,7 +381,7 @@ def test_a_plugin_past_its_timeout_fails_its_job_and_the_next_runs(
 def test_a_finished_job_shows_its_results_as_prefect_artifacts(stack: Stack) -> None:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from circus_tasks.demo import phantom_folder
+    from circus_tasks.cli.demo import phantom_folder
 
     (uid,) = import_dicom(phantom_folder()).series_uids
     stack.start_worker("machine-i")

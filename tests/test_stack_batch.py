@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
-from circus_tasks import dispatch
-from circus_tasks import stack as stack_module
-from circus_tasks.db import session_scope
-from circus_tasks.dispatch import queue_name
+from circus_tasks.api import JobRequest, SeriesInput, submit_jobs
+from circus_tasks.db.engine import session_scope
+from circus_tasks.db.models import Job, JobRead
 from circus_tasks.errors import DuplicateJobError
-from circus_tasks.jobs import JobRequest, SeriesInput, submit_jobs
-from circus_tasks.models import Job, JobRead
+from circus_tasks.orchestration import dispatch
+from circus_tasks.orchestration.dispatch import queue_name
 from circus_tasks.statuses import JobStatus
+from circus_tasks.worker import stack as stack_module
 from tests.test_stack import RECORD, Stack, series_uid, stack  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.prefect, pytest.mark.worker]
@@ -121,7 +121,7 @@ def test_two_batches_submitted_at_once_each_get_one_run_per_job(
 ) -> None:
     # Two submitters write to the server's SQLite at the same time: requests that find it
     # taken are answered "database is locked" for each run, and must be asked for again.
-    caplog.set_level(logging.INFO, logger="circus_tasks.dispatch")
+    caplog.set_level(logging.INFO, logger="circus_tasks.orchestration.dispatch")
     requests = [JobRequest(RECORD, [series_uid], force=True, user="two") for _ in range(120)]
     with ThreadPoolExecutor(max_workers=2) as pool:  # each with this test's Prefect settings
         futures = [
@@ -149,6 +149,6 @@ def test_the_work_pool_starts_runs_through_the_warm_client_without_job_variables
         deployment = client.read_deployment_by_name(get_settings().deployment)
     assert pool.base_job_template == json.loads(stack_module.WORK_POOL_TEMPLATE.read_text())
     assert pool.base_job_template["job_configuration"]["command"] == (
-        "python -m circus_tasks.warm_client"
+        "python -m circus_tasks.worker.warm_client"
     )
     assert deployment.job_variables == {} and deployment.enforce_parameter_schema is False

@@ -1,4 +1,4 @@
-"""Tests for circus_tasks/stored_slices.py: volumes written from what import stored.
+"""Tests for circus_tasks/volume/stored.py: volumes written from what import stored.
 
 Every volume written from the stored facts is compared byte for byte with the one the parsing
 path writes from the same files; the cases where the facts must not be used are checked to
@@ -23,14 +23,14 @@ from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless
 from sqlalchemy import text
 
-from circus_tasks import volume as volume_module
-from circus_tasks.db import session_scope
+from circus_tasks.cli.volume import series_slices
+from circus_tasks.db.engine import session_scope
 from circus_tasks.errors import VolumeError
-from circus_tasks.importer import import_dicom
-from circus_tasks.stored_slices import STORED_COLUMNS, StoredSlice, split_headers
-from circus_tasks.synthetic import write_series
-from circus_tasks.volume import write_volume
-from circus_tasks.volume_command import series_slices
+from circus_tasks.store.importer import import_dicom
+from circus_tasks.testing.synthetic import write_series
+from circus_tasks.volume import writer as volume_module
+from circus_tasks.volume.stored import STORED_COLUMNS, StoredSlice, split_headers
+from circus_tasks.volume.writer import write_volume
 from tests.test_pipeline import new_job
 from tests.test_volume import IDENTIFYING_KEYS, _header_keys
 
@@ -171,7 +171,7 @@ def test_the_console_script_imports_neither_pydicom_nor_numpy(
     plain = series_factory(slices=4)
     compressed = series_factory(slices=4, transfer_syntax=RLELossless)
     probe = (
-        "import sys; from circus_tasks.launcher import main; code = main(sys.argv[1:]);"
+        "import sys; from circus_tasks.cli.launcher import main; code = main(sys.argv[1:]);"
         "print(sorted(m for m in ('pydicom', 'numpy') if m in sys.modules)); sys.exit(code)"
     )
 
@@ -269,7 +269,7 @@ def test_images_imported_before_the_facts_existed_are_parsed(
 def test_importing_a_compressed_series_again_does_not_read_it_again(
     series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import circus_tasks.importer as importer
+    import circus_tasks.store.importer as importer
 
     uid = series_factory(slices=3, transfer_syntax=RLELossless)
     files, stored = series_slices(uid)
@@ -308,7 +308,7 @@ def test_importing_again_gives_older_images_their_facts(
 def test_pre_processing_uses_the_facts(
     series_factory: SeriesFactory, tmp_path: Path, parsed: list[int]
 ) -> None:
-    from circus_tasks.pipeline import prepare_inputs
+    from circus_tasks.jobs.steps import prepare_inputs
 
     uid = series_factory(slices=5)
     inputs = prepare_inputs(new_job("record@1.0.0", f"{uid}"))

@@ -12,9 +12,17 @@ import pytest
 from sqlalchemy import event, func, update
 from sqlmodel import col, select
 
-from circus_tasks import dispatch
-from circus_tasks.db import get_engine, session_scope
-from circus_tasks.dispatch import dispatch_jobs
+from circus_tasks.api import (
+    JobRequest,
+    SeriesInput,
+    get_job,
+    list_jobs,
+    register_job,
+    register_jobs,
+    submit_jobs,
+)
+from circus_tasks.db.engine import get_engine, session_scope
+from circus_tasks.db.models import Job, JobEvent, JobSeries
 from circus_tasks.errors import (
     CircusError,
     DuplicateJobError,
@@ -25,16 +33,8 @@ from circus_tasks.errors import (
     PrefectUnavailableError,
     SeriesNotFoundError,
 )
-from circus_tasks.jobs import (
-    JobRequest,
-    SeriesInput,
-    get_job,
-    list_jobs,
-    register_job,
-    register_jobs,
-    submit_jobs,
-)
-from circus_tasks.models import Job, JobEvent, JobSeries
+from circus_tasks.orchestration import dispatch
+from circus_tasks.orchestration.dispatch import dispatch_jobs
 from circus_tasks.statuses import JobStatus
 
 PLUGIN = "lesion-candidates@1.0.0"
@@ -127,7 +127,7 @@ def test_a_batch_breaking_input_conditions_is_refused_per_request(
 def test_plugins_and_images_are_read_once_per_batch(
     series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import circus_tasks.registration as jobs
+    import circus_tasks.jobs.registration as jobs
 
     a, b = series_factory(), series_factory()
     calls: dict[str, int] = {"plugin": 0, "images": 0}

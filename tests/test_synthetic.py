@@ -1,4 +1,4 @@
-"""Tests for circus_tasks/synthetic.py: the synthetic DICOM series writer."""
+"""Tests for circus_tasks/testing/synthetic.py: the synthetic DICOM series writer."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
 )
 
-from circus_tasks.synthetic import PRIVATE_CREATOR, SUPPORTED_TRANSFER_SYNTAXES, write_series
+from circus_tasks.testing.synthetic import (
+    PRIVATE_CREATOR,
+    SUPPORTED_TRANSFER_SYNTAXES,
+    write_series,
+)
 
 
 def _volume(dtype: type[np.integer], shape: tuple[int, int, int] = (3, 6, 5)) -> np.ndarray:

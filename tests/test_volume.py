@@ -1,4 +1,4 @@
-"""Tests for circus_tasks/volume.py: the plug-in input files N.raw, N.mhd and N.json."""
+"""Tests for circus_tasks/volume/writer.py: the plug-in input files N.raw, N.mhd and N.json."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from circus_tasks import volume as volume_module
 from circus_tasks.errors import CircusError, VolumeError
-from circus_tasks.synthetic import write_series
-from circus_tasks.volume import IDENTIFYING_KEYWORDS, IDENTIFYING_TAGS, write_volume
+from circus_tasks.testing.synthetic import write_series
+from circus_tasks.volume import writer as volume_module
+from circus_tasks.volume.writer import IDENTIFYING_KEYWORDS, IDENTIFYING_TAGS, write_volume
 
 KEY = re.compile(r"^[0-9a-f]{4},[0-9a-f]{4}$")
 IDENTIFYING_KEYS = {f"{tag >> 16:04x},{tag & 0xFFFF:04x}" for tag in IDENTIFYING_TAGS}
@@ -471,7 +471,7 @@ def _written(info: Any) -> dict[str, bytes]:
 @pytest.fixture
 def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Small shares (3 slices), and a count of the forks made in this process."""
-    from circus_tasks import forked
+    from circus_tasks.volume import forked
 
     monkeypatch.setattr(volume_module, "SLICES_PER_PROCESS", 3)
     made: list[int] = []

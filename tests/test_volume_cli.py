@@ -1,4 +1,4 @@
-"""Tests for the ``circus volume`` command in circus_tasks/cli.py."""
+"""Tests for the ``circus volume`` command in circus_tasks/cli/app.py."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from circus_tasks.cli import app
-from circus_tasks.db import session_scope
-from circus_tasks.series import series_images
-from circus_tasks.volume import write_volume
+from circus_tasks.cli.app import app
+from circus_tasks.db.engine import session_scope
+from circus_tasks.store.series import series_images
+from circus_tasks.volume.writer import write_volume
 from tests.conftest import make_volume
 
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""Tests for circus_tasks/volume_command.py: the lean ``circus volume`` path."""
+"""Tests for circus_tasks/cli/volume.py: the lean ``circus volume`` path."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from circus_tasks import volume_command
-from circus_tasks.cli import app
-from circus_tasks.db import session_scope
+from circus_tasks.cli import volume as volume_command
+from circus_tasks.cli.app import app
+from circus_tasks.cli.volume import VolumeArguments, parse_arguments, series_files
+from circus_tasks.db.engine import session_scope
 from circus_tasks.errors import CircusError, InvalidRangeError, SeriesNotFoundError
-from circus_tasks.registration import SeriesInput, resolve_series
-from circus_tasks.series import series_images
-from circus_tasks.volume import write_volume
-from circus_tasks.volume_command import VolumeArguments, parse_arguments, series_files
+from circus_tasks.jobs.registration import SeriesInput, resolve_series
+from circus_tasks.store.series import series_images
+from circus_tasks.volume.writer import write_volume
 
 SeriesFactory = Callable[..., str]
 runner = CliRunner()

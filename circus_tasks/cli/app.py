@@ -1,0 +1,390 @@
+"""The ``circus`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from circus_tasks.errors import CircusError
+
+app = typer.Typer(help="CIRCUS CS jobs on Prefect.", no_args_is_help=True, add_completion=False)
+# Not a terminal (make, CI, a pipe): wide enough for the job table all the same.
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def print_error(exc: Exception) -> None:
+    """Print an error the way every command reports one."""
+    console.print(f"[red]error:[/red] {escape(str(exc))}")
+
+
+def _fail(exc: Exception) -> None:
+    print_error(exc)
+    raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    worker: Annotated[bool, typer.Option(help="Start this machine's worker too.")] = True,
+) -> None:
+    """Start the Prefect server (embedded, unless PREFECT_API_URL names one), create the work
+    pool and deployments, and start this machine's worker. Safe to run again."""
+    from circus_tasks.settings import get_settings
+    from circus_tasks.worker import stack
+
+    settings = get_settings()
+    with console.status("Starting the Prefect server ..."):
+        stack.start_server()
+    with console.status("Creating the work pool and deployments ..."):
+        stack.ensure_pool_and_deployments()
+    from circus_tasks.plugins.registry import sync_plugins
+
+    console.print(f"Plug-ins: {', '.join(p.plugin_id for p in sync_plugins()) or 'none'}")
+    if worker:
+        pid = stack.start_worker()
+        console.print(f"Worker for machine [bold]{settings.machine}[/bold] runs (pid {pid}).")
+    console.print(f"CIRCUS home: {settings.home}")
+    console.print(f"Prefect UI: [bold]{stack.ui_url()}[/bold]")
+
+
+@app.command()
+def down() -> None:
+    """Stop the workers and the embedded server started by ``circus up``."""
+    from circus_tasks.worker import stack
+
+    stopped = stack.stop_all()
+    console.print(f"Stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def worker(
+    machine: Annotated[str | None, typer.Option(help="Machine name (CIRCUS_MACHINE).")] = None,
+    poll: Annotated[float | None, typer.Option(help="Seconds between polls.")] = None,
+) -> None:
+    """Run this machine's worker in the foreground: one job at a time, plus the reconciler."""
+    import os
+
+    from circus_tasks.db.engine import reset_caches
+    from circus_tasks.settings import get_settings
+    from circus_tasks.worker import stack
+
+    if machine:
+        os.environ["CIRCUS_MACHINE"] = machine
+        reset_caches()
+    settings = get_settings()
+    raise typer.Exit(stack.run_worker(settings.machine, poll or settings.worker_poll_seconds))
+
+
+@app.command("import")
+def import_(paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders.")]) -> None:
+    """Import DICOM files into the store (non-DICOM and broken files are listed, not fatal)."""
+    from circus_tasks.store.importer import import_dicom, iter_files
+
+    total = sum(1 for _ in iter_files(paths))
+    with Progress(
+        TextColumn("Importing"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as progress:
+        bar = progress.add_task("import", total=total)
+        report = import_dicom(*paths, progress=lambda _p: progress.advance(bar))
+    console.print(str(report))
+    for path, reason in report.problems:
+        console.print(f"  [yellow]refused[/yellow] {path}: {reason}")
+
+
+@app.command()
+def series(
+    patient: Annotated[str | None, typer.Option(help="Patient ID.")] = None,
+    modality: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """List imported series."""
+    from circus_tasks.store.series import list_series
+
+    table = Table("series UID", "patient", "modality", "date", "images", "description")
+    for s in list_series(patient_id=patient, modality=modality):
+        table.add_row(
+            s.series_uid, s.patient_id, s.modality, s.series_date, str(s.image_count), s.description
+        )
+    console.print(table)
+
+
+@app.command()
+def plugins() -> None:
+    """List the plug-ins: whether each can run here and why not, and how it is fenced in."""
+    from circus_tasks.plugins.registry import find_invalid_plugins, list_plugins
+    from circus_tasks.plugins.runners import machine_isolation
+
+    table = Table("plug-in id", "runner", "time-out", "runnable here", "description")
+    for p in list_plugins():
+        reason = p.unavailable_reason()
+        table.add_row(
+            p.plugin_id,
+            p.manifest.runner.kind,
+            f"{p.manifest.timeout} s",
+            "yes" if reason is None else f"[red]no[/red]: {reason}",
+            p.manifest.description.split(". ")[0][:70],
+        )
+    console.print(table)
+    console.print(
+        f"Isolation of command and Python plug-ins here: {machine_isolation().describe()}"
+    )
+    console.print("Docker plug-ins: network none, input read-only, at /circus/in and /circus/out")
+    for invalid in find_invalid_plugins():
+        console.print(f"[red]refused[/red] {invalid.path}: {invalid.problem}")
+
+
+def parse_series_spec(spec: str) -> object:
+    """``UID`` or ``UID:auto`` or ``UID:START:END[:DELTA]`` -> a SeriesInput."""
+    from circus_tasks.api import SeriesInput
+
+    uid, _, rest = spec.partition(":")
+    return SeriesInput(uid, rest or "auto")
+
+
+@app.command()
+def submit(
+    plugin_id: Annotated[str, typer.Argument(help="Plug-in id, name@version.")],
+    series_specs: Annotated[
+        list[str], typer.Argument(help="SERIES_UID[:START:END[:DELTA]], in order.")
+    ],
+    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    force: Annotated[bool, typer.Option(help="Register even if a duplicate exists.")] = False,
+    user: Annotated[str | None, typer.Option()] = None,
+    wait: Annotated[float | None, typer.Option(help="Wait up to N s for the job to end.")] = None,
+) -> None:
+    """Register a job."""
+    from circus_tasks.api import submit_job, wait_for_job
+    from circus_tasks.errors import DuplicateJobError
+
+    try:
+        job = submit_job(
+            plugin_id,
+            [parse_series_spec(s) for s in series_specs],  # type: ignore[misc]
+            priority=priority,
+            force=force,
+            user=user,
+        )
+    except DuplicateJobError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(3) from None
+    except CircusError as exc:
+        _fail(exc)
+        return
+    console.print(f"Job [bold]{job.id}[/bold] registered ({job.status}).")
+    if wait:
+        job = wait_for_job(job.id, wait)
+        console.print(f"Job {job.id}: {job.status} {job.error_message or ''}")
+
+
+def jobs_table(rows: list) -> Table:  # type: ignore[type-arg]
+    """The job table the CLI and the demo print."""
+    table = Table("job id", "plug-in", "status", "stage", "machine", "prio", "series", "error")
+    for j in rows:
+        series_text = ", ".join(
+            f"{s.series_uid[-12:]}[{s.start}:{s.end}:{s.delta}]" for s in j.series
+        )
+        table.add_row(
+            j.id,
+            j.plugin_id,
+            str(j.status),
+            str(j.stage or ""),
+            j.machine or "",
+            str(j.priority),
+            series_text,
+            (j.error_message or "")[:60],
+        )
+    return table
+
+
+@app.command()
+def jobs(
+    status: Annotated[str | None, typer.Option()] = None,
+    plugin: Annotated[str | None, typer.Option()] = None,
+    series_uid: Annotated[str | None, typer.Option("--series")] = None,
+    user: Annotated[str | None, typer.Option()] = None,
+    patient: Annotated[str | None, typer.Option(help="Patient ID.")] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+) -> None:
+    """List jobs, newest first."""
+    from circus_tasks.api import list_jobs
+
+    try:
+        rows = list_jobs(
+            status=status,
+            plugin_id=plugin,
+            series_uid=series_uid,
+            user=user,
+            patient_id=patient,
+            limit=limit,
+        )
+    except ValueError as exc:
+        _fail(exc)
+        return
+    console.print(jobs_table(rows))
+
+
+@app.command()
+def show(job_id: str) -> None:
+    """Show one job, its events and where its results are."""
+    from circus_tasks.api import get_job, job_events
+    from circus_tasks.jobs.steps import results_folder
+
+    job = get_job(job_id)
+    if job is None:
+        console.print(f"[red]error:[/red] No job {job_id}.")
+        raise typer.Exit(1)
+    console.print_json(json.dumps(job.model_dump(mode="json")))
+    table = Table("at", "from", "to", "by", "reason", "prefect")
+    for e in job_events(job_id):
+        table.add_row(
+            e.at.isoformat(timespec="seconds"),
+            str(e.from_status or ""),
+            str(e.to_status),
+            e.by or "",
+            e.reason or "",
+            e.prefect_state or "",
+        )
+    console.print(table)
+    folder = results_folder(job_id)
+    if folder.exists():
+        console.print(f"Results: {folder}")
+
+
+@app.command()
+def cancel(job_id: str, user: Annotated[str | None, typer.Option()] = None) -> None:
+    """Cancel a job that is still in the queue."""
+    from circus_tasks.api import cancel_job
+
+    try:
+        job = cancel_job(job_id, user=user)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    console.print(f"Job {job.id}: {job.status}")
+
+
+@app.command()
+def abort(job_id: str, user: Annotated[str | None, typer.Option()] = None) -> None:
+    """Stop a running job (it ends failed, "aborted by USER")."""
+    from circus_tasks.api import abort_job
+
+    try:
+        job = abort_job(job_id, user=user)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    console.print(f"Job {job.id}: abort requested; the job ends failed when its process stops.")
+
+
+@app.command()
+def results(job_id: str) -> None:
+    """Print a job's results.json and the paths of its output files."""
+    from circus_tasks.jobs.steps import get_job_results
+
+    try:
+        found = get_job_results(job_id)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    console.print(f"Job {job_id}: {found.status}")
+    if found.results is not None:
+        console.print_json(json.dumps(found.results))
+    for path in found.files:
+        console.print(str(path))
+
+
+@app.command()
+def log(job_id: str) -> None:
+    """Print a job's plug-in log (runner lines and the plug-in's output)."""
+    from circus_tasks.jobs.steps import get_job_results
+
+    try:
+        found = get_job_results(job_id)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    if found.log is None:
+        console.print(f"[red]error:[/red] Job {job_id} has no plug-in log yet ({found.status}).")
+        raise typer.Exit(1)
+    sys.stdout.write(found.log.read_text(encoding="utf-8", errors="replace"))
+
+
+@app.command()
+def invalidate(
+    job_id: str,
+    reason: Annotated[str, typer.Option(help="Why the results are not valid.")],
+    user: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Mark a finished job invalid."""
+    from circus_tasks.api import invalidate_job
+
+    try:
+        job = invalidate_job(job_id, reason=reason, user=user)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    console.print(f"Job {job.id}: {job.status}")
+
+
+@app.command()
+def reconcile() -> None:
+    """Run one reconciler pass now."""
+    from circus_tasks.orchestration.reconciler import reconcile_once
+
+    for line in reconcile_once():
+        console.print(line)
+
+
+@app.command()
+def demo(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the jobs.")] = 600,
+) -> None:
+    """Import demo data, register jobs and show them run (needs ``circus up``)."""
+    from circus_tasks.cli.demo import run_demo
+
+    try:
+        ok = run_demo(console, timeout=timeout)
+    except CircusError as exc:
+        _fail(exc)
+        return
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command("volume")
+def volume_(
+    series_spec: Annotated[
+        str, typer.Argument(help="SERIES_UID[:START:END[:DELTA]]; no range: auto.")
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for 0.mhd, 0.raw and 0.json.")],
+    include_private: Annotated[
+        bool, typer.Option(help="Keep private attributes in 0.json.")
+    ] = False,
+) -> None:
+    """Write one series range as a plug-in input volume (0.mhd, 0.raw, 0.json), exactly as
+    pre-processing does."""
+    # The console script runs well-formed calls through volume_command.main without loading
+    # this module; both end in run_volume.
+    from circus_tasks.cli.volume import VolumeArguments, run_volume, summary
+
+    try:
+        info = run_volume(VolumeArguments(series_spec, out_dir, include_private))
+    except CircusError as exc:
+        _fail(exc)
+        return
+    console.print(summary(info), markup=False)
+
+
+def main() -> None:
+    """Entry point for ``python -m circus_tasks.cli.app`` (the ``circus`` script is
+    :func:`circus_tasks.cli.launcher.main`)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

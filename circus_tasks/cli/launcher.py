@@ -1,0 +1,51 @@
+"""The ``circus`` console script: a small router in front of the typer application.
+
+Starting the full command line costs about half a second of imports (typer, rich, settings,
+SQLAlchemy, ...). ``circus volume`` with well-formed arguments is timed against dcm2niix as a
+whole process, so it goes to :mod:`circus_tasks.cli.volume`, which imports only what the
+conversion needs; every other command line, including ``circus volume --help`` and malformed
+``volume`` arguments, goes to :data:`circus_tasks.cli.app.app`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from typing import NoReturn
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``circus`` with ``argv`` (default: the process's arguments).
+
+    Returns:
+        The exit code of the lean ``volume`` path; the typer application exits by itself.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["volume"]:
+        from circus_tasks.cli.volume import main as volume_main
+        from circus_tasks.cli.volume import parse_arguments
+
+        arguments = parse_arguments(args[1:])
+        if arguments is not None:
+            return volume_main(arguments)
+    from circus_tasks.cli.app import app
+
+    app(args)
+    return 0
+
+
+def run() -> NoReturn:
+    """The console script's entry point: :func:`main`, then a quick exit.
+
+    The typer application ends the process itself. When :func:`main` returns (the lean
+    ``volume`` path has written and renamed its files, or printed its error), the process
+    flushes its output, runs the functions registered with :mod:`atexit` and ends without
+    the interpreter's teardown, which would spend 30-50 ms freeing numpy and pydicom module by
+    module for nobody.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)

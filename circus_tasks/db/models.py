@@ -1,0 +1,193 @@
+"""Database tables (SQLModel) and the API's read models.
+
+The tables are the source of truth for job statuses; Prefect's flow run states are mirrored
+into them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index
+from sqlmodel import Field, SQLModel
+
+from circus_tasks.statuses import JobStage, JobStatus
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class SeriesBase(SQLModel):
+    """What the index knows of an imported DICOM series."""
+
+    series_uid: str = Field(primary_key=True, max_length=64)
+    study_uid: str = Field(default="", max_length=64)
+    patient_id: str = Field(default="", index=True, max_length=64)
+    modality: str = Field(default="", max_length=16)
+    description: str = Field(default="")
+    series_date: str = Field(default="", max_length=8)
+    image_count: int = 0
+    rows: int | None = None
+    columns: int | None = None
+    pixel_spacing_row: float | None = None
+    pixel_spacing_col: float | None = None
+    orientation: str = Field(default="", description="axial, coronal, sagittal or oblique")
+    attributes: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON),
+        description="keywords of the top-level attributes of the series' first image",
+    )
+
+
+class Series(SeriesBase, table=True):
+    """An imported series."""
+
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SeriesRead(SeriesBase):
+    """A series as the API returns it."""
+
+    created_at: datetime
+
+
+class ImageBase(SQLModel):
+    """One stored DICOM instance of a series."""
+
+    series_uid: str = Field(foreign_key="series.series_uid", index=True, max_length=64)
+    sop_instance_uid: str = Field(unique=True, max_length=64)
+    instance_number: int
+    z: float | None = None
+    path: str
+
+
+class Image(ImageBase, table=True):
+    """An imported image.
+
+    The columns after ``id`` are what import learnt of the slice for pre-processing
+    (:class:`circus_tasks.volume.stored.StoredSlice`): all NULL for images imported before
+    they existed and for slices that pre-processing must parse (compressed, big-endian, ...).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    header: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON),
+        description="the slice's N.json object, without private attributes",
+    )
+    rows: int | None = None
+    columns: int | None = None
+    bits_allocated: int | None = None
+    pixel_representation: int | None = None
+    spacing_x: float | None = Field(default=None, description="column spacing (mm)")
+    spacing_y: float | None = Field(default=None, description="row spacing (mm)")
+    position_x: float | None = None
+    position_y: float | None = None
+    position_z: float | None = None
+    pixel_offset: int | None = Field(
+        default=None, sa_type=BigInteger, description="where the pixel data starts in the file"
+    )
+    file_size: int | None = Field(default=None, sa_type=BigInteger)
+    file_mtime_ns: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class PluginRecord(SQLModel, table=True):
+    """A plug-in as last registered: its manifest and folder, kept even if the folder goes."""
+
+    __tablename__ = "plugin"
+
+    plugin_id: str = Field(primary_key=True, description="name@version")
+    name: str = Field(index=True)
+    version: str
+    type: str = "CAD"
+    description: str = ""
+    path: str
+    manifest: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    registered_at: datetime = Field(default_factory=utcnow)
+
+
+class JobBase(SQLModel):
+    """The CIRCUS job record."""
+
+    plugin_id: str
+    user: str | None = None
+    priority: int = 0
+    status: JobStatus = JobStatus.IN_QUEUE
+    stage: JobStage | None = None
+    error_message: str | None = None
+    results: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    flow_run_id: str | None = Field(default=None, index=True)
+    machine: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    abort_requested_by: str | None = None
+    invalidated_by: str | None = None
+    invalidated_at: datetime | None = None
+    invalidation_reason: str | None = None
+
+
+class Job(JobBase, table=True):
+    """A job row; ``signature`` makes the duplicate check an index look-up.
+
+    Each list filter has an index that ends in ``id``, so that a page of the newest jobs
+    (``ORDER BY id DESC LIMIT n``) is read from the index in order, never sorted from a scan.
+    """
+
+    __table_args__ = (
+        Index("ix_job_plugin_signature", "plugin_id", "signature"),
+        Index("ix_job_status_id", "status", "id"),
+        Index("ix_job_plugin_id_id", "plugin_id", "id"),
+        Index("ix_job_user_id", "user", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=26)
+    signature: str = Field(description="series uid:start:end:delta of each series, in order")
+    heartbeat_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class JobSeriesBase(SQLModel):
+    """One series of a job, with its resolved image range."""
+
+    series_uid: str = Field(max_length=64)
+    start: int
+    end: int
+    delta: int
+
+
+class JobSeries(JobSeriesBase, table=True):
+    """A job's series entry; ``position`` keeps the job's order (volume N).
+
+    ``(series_uid, job_id)`` finds a series' jobs newest first from the index alone.
+    """
+
+    __table_args__ = (Index("ix_jobseries_series_uid_job_id", "series_uid", "job_id"),)
+
+    job_id: str = Field(foreign_key="job.id", primary_key=True)
+    position: int = Field(primary_key=True)
+
+
+class JobRead(JobBase):
+    """A job as the API returns it."""
+
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    series: list[JobSeriesBase] = []
+
+
+class JobEvent(SQLModel, table=True):
+    """One status move of a job: from, to, when, who, why, and the Prefect state."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="job.id", index=True)
+    from_status: JobStatus | None = None
+    to_status: JobStatus
+    at: datetime = Field(default_factory=utcnow)
+    by: str | None = None
+    reason: str | None = None
+    prefect_state: str | None = None

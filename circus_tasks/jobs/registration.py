@@ -1,0 +1,247 @@
+"""Registering jobs under the CIRCUS rules: "auto" resolved, ranges and input conditions
+checked, the duplicate check, and the rows written ``in_queue`` (nothing is dispatched here)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+from ulid import ULID
+
+from circus_tasks.db.models import (
+    Image,
+    Job,
+    JobEvent,
+    JobSeries,
+    Series,
+)
+from circus_tasks.errors import (
+    CircusError,
+    DuplicateJobError,
+    InputConditionError,
+    JobStateError,
+    PluginNotFoundError,
+)
+from circus_tasks.plugins.conditions import SeriesUse, unmet_conditions
+from circus_tasks.plugins.registry import Plugin, get_plugin
+from circus_tasks.statuses import IGNORED_BY_DUPLICATE_CHECK, JobStatus
+from circus_tasks.store.ranges import AUTO, ImageRange, resolve_range
+from circus_tasks.store.series import series_images
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """One series of a job request: its UID and an image range or ``"auto"``."""
+
+    series_uid: str
+    range: ImageRange | str = AUTO
+
+
+class _Lookups:
+    """What validation reads, read once per batch: plug-ins (found by scanning a folder),
+    series and their images."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._plugins: dict[str, Plugin | PluginNotFoundError] = {}
+        self._images: dict[str, list[Image]] = {}
+
+    def plugin(self, plugin_id: str) -> Plugin:
+        """:func:`get_plugin`, once per id.
+
+        Raises:
+            PluginNotFoundError: for an unknown id.
+        """
+        found = self._plugins.get(plugin_id)
+        if found is None:
+            try:
+                found = get_plugin(plugin_id)
+            except PluginNotFoundError as exc:
+                found = exc
+            self._plugins[plugin_id] = found
+        if isinstance(found, PluginNotFoundError):
+            raise PluginNotFoundError(str(found))
+        return found
+
+    def images(self, series_uid: str) -> list[Image]:
+        """:func:`series_images`, once per series.
+
+        Raises:
+            SeriesNotFoundError: for a series that is not imported.
+        """
+        if series_uid not in self._images:
+            self._images[series_uid] = series_images(series_uid, session=self.session)
+        return self._images[series_uid]
+
+    def series(self, series_uid: str) -> Series:
+        """The index entry of a series already looked up with :meth:`images`."""
+        series = self.session.get(Series, series_uid)
+        assert series is not None
+        return series
+
+
+def resolve_series(
+    series: Sequence[SeriesInput | str], *, session: Session, lookups: _Lookups | None = None
+) -> list[tuple[str, ImageRange]]:
+    """Resolve "auto", parse and check each range against the series' images.
+
+    Raises:
+        SeriesNotFoundError: for a series that is not imported.
+        InvalidRangeError: for a range that breaks the rules or names missing images.
+    """
+    lookups = lookups or _Lookups(session)
+    resolved = []
+    for item in series:
+        request = SeriesInput(item) if isinstance(item, str) else item
+        images = lookups.images(request.series_uid)
+        image_range = resolve_range(
+            request.range, [(i.instance_number, i.z) for i in images], request.series_uid
+        )
+        resolved.append((request.series_uid, image_range))
+    return resolved
+
+
+def job_signature(resolved: Iterable[tuple[str, ImageRange]]) -> str:
+    """The duplicate-check key: each series UID and range, in job order."""
+    return "|".join(f"{uid}:{r}" for uid, r in resolved)
+
+
+def find_duplicates(plugin_id: str, signature: str, *, session: Session) -> list[str]:
+    """Ids of jobs that make a new job with this plug-in and series a duplicate."""
+    query = select(Job.id).where(
+        Job.plugin_id == plugin_id,
+        Job.signature == signature,
+        col(Job.status).not_in(list(IGNORED_BY_DUPLICATE_CHECK)),
+    )
+    return list(session.exec(query))
+
+
+def new_job_id() -> str:
+    """A lower-case ULID, sortable by creation time."""
+    return str(ULID()).lower()
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job of :func:`submit_jobs`: the arguments :func:`submit_job` takes."""
+
+    plugin_id: str
+    series: list[SeriesInput | str]
+    priority: int = 0
+    force: bool = False
+    user: str | None = None
+
+
+def _validate(
+    request: JobRequest, *, lookups: _Lookups, pending: Mapping[tuple[str, str], list[str]]
+) -> tuple[list[tuple[str, ImageRange]], str]:
+    """Check a request by every registration rule; its resolved series and signature.
+
+    ``pending`` holds jobs of the same batch not written yet, by (plug-in, signature): they
+    make a duplicate too.
+
+    Raises:
+        PluginNotFoundError, JobStateError, SeriesNotFoundError, InvalidRangeError,
+        InputConditionError, DuplicateJobError.
+    """
+    plugin = lookups.plugin(request.plugin_id)
+    if not request.series:
+        raise JobStateError("A job needs at least one series.")
+    resolved = resolve_series(request.series, session=lookups.session, lookups=lookups)
+    uses = [SeriesUse(lookups.series(uid), r.count) for uid, r in resolved]
+    problems = unmet_conditions(plugin.manifest.input_conditions, uses)
+    if problems:
+        raise InputConditionError(request.plugin_id, problems)
+    signature = job_signature(resolved)
+    if not request.force:
+        existing = find_duplicates(request.plugin_id, signature, session=lookups.session)
+        existing += pending.get((request.plugin_id, signature), [])
+        if existing:
+            raise DuplicateJobError(existing)
+    return resolved, signature
+
+
+def _job_rows(
+    request: JobRequest, resolved: Sequence[tuple[str, ImageRange]], signature: str
+) -> list[Job | JobSeries | JobEvent]:
+    """The rows that register a job: the job ``in_queue``, its series, its first event."""
+    job = Job(
+        id=new_job_id(),
+        plugin_id=request.plugin_id,
+        user=request.user,
+        priority=request.priority,
+        signature=signature,
+    )
+    series = [
+        JobSeries(
+            job_id=job.id,
+            position=position,
+            series_uid=uid,
+            start=image_range.start,
+            end=image_range.end,
+            delta=image_range.delta,
+        )
+        for position, (uid, image_range) in enumerate(resolved)
+    ]
+    event = JobEvent(
+        job_id=job.id, to_status=JobStatus.IN_QUEUE, by=request.user, reason="submitted"
+    )
+    return [job, *series, event]
+
+
+def register_job(
+    plugin_id: str,
+    series: Sequence[SeriesInput | str],
+    *,
+    priority: int = 0,
+    force: bool = False,
+    user: str | None = None,
+    session: Session,
+) -> Job:
+    """Validate a job request and write the job ``in_queue`` (no dispatch).
+
+    Raises:
+        PluginNotFoundError, SeriesNotFoundError, InvalidRangeError, InputConditionError,
+        DuplicateJobError.
+    """
+    request = JobRequest(plugin_id, list(series), priority=priority, force=force, user=user)
+    resolved, signature = _validate(request, lookups=_Lookups(session), pending={})
+    rows = _job_rows(request, resolved, signature)
+    session.add_all(rows)
+    session.flush()
+    job = rows[0]
+    assert isinstance(job, Job)
+    return job
+
+
+def register_jobs(requests: Sequence[JobRequest], *, session: Session) -> list[Job | CircusError]:
+    """Validate and write many jobs ``in_queue`` (no dispatch), each request on its own.
+
+    A request that breaks a rule gets its error in its slot and writes nothing; a request that
+    repeats an earlier one of the same batch is a duplicate unless forced. Plug-ins, series and
+    images are read once for the batch, and the rows are written in one flush.
+
+    Returns:
+        For each request in order, its new job or the error that refused it.
+    """
+    lookups = _Lookups(session)
+    pending: dict[tuple[str, str], list[str]] = defaultdict(list)
+    outcomes: list[Job | CircusError] = []
+    rows: list[Job | JobSeries | JobEvent] = []
+    for request in requests:
+        try:
+            resolved, signature = _validate(request, lookups=lookups, pending=pending)
+        except CircusError as exc:
+            outcomes.append(exc)
+            continue
+        job_rows = _job_rows(request, resolved, signature)
+        job = job_rows[0]
+        assert isinstance(job, Job)
+        pending[(request.plugin_id, signature)].append(job.id)
+        rows += job_rows
+        outcomes.append(job)
+    session.add_all(rows)
+    session.flush()
+    return outcomes

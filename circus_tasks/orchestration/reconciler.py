@@ -1,0 +1,206 @@
+"""The reconciler: brings our tables and Prefect back into agreement.
+
+- a ``processing`` job whose heartbeat stopped (its flow or worker process died), or whose
+  flow run ended without our flow saying so, is failed with the reason;
+- an ``in_queue`` job with no flow run (Prefect was down at submit) is dispatched;
+- an ``in_queue`` job whose flow run was cancelled or deleted in Prefect's UI is cancelled;
+- cancelled and invalidated jobs are shown so on their flow runs.
+
+Every change goes through the same compare-and-set as everything else, so any number of
+reconcilers (one per machine) can run at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from circus_tasks.api import age_seconds, move_status
+from circus_tasks.db.engine import session_scope
+from circus_tasks.db.models import Job, utcnow
+from circus_tasks.orchestration.dispatch import (
+    prefect_client,
+    try_dispatch_jobs,
+    try_mirror_state,
+    unreachable_errors,
+)
+from circus_tasks.orchestration.run import PREFECT_USER, fail_job
+from circus_tasks.settings import get_settings
+from circus_tasks.statuses import (
+    INVALIDATED_STATE_NAME,
+    PREFECT_CANCEL_TYPES,
+    JobStatus,
+    job_status_for,
+)
+
+log = logging.getLogger(__name__)
+
+DISPATCH_GRACE_SECONDS = 5.0
+"""An undispatched job younger than this is left to its submitter."""
+
+ENDED_RUN_GRACE_SECONDS = 10.0
+"""How long a processing job's run may look ended before we believe it (the flow may still be
+writing its own final status)."""
+
+
+def _read_runs(client: Any, run_ids: list[str]) -> dict[str, Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs: dict[str, Any] = {}
+    for start in range(0, len(run_ids), 200):
+        chunk = [UUID(r) for r in run_ids[start : start + 200]]
+        for run in client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
+        ):
+            runs[str(run.id)] = run
+    return runs
+
+
+def reconcile_once() -> list[str]:
+    """One pass; returns a line per change made."""
+    settings = get_settings()
+    actions: list[str] = []
+    with session_scope() as session:
+        processing = list(session.exec(select(Job).where(Job.status == JobStatus.PROCESSING)))
+        queued = list(session.exec(select(Job).where(Job.status == JobStatus.IN_QUEUE)))
+        recent = utcnow() - timedelta(minutes=30)
+        mirrored = list(
+            session.exec(
+                select(Job).where(
+                    col(Job.status).in_([JobStatus.CANCELLED, JobStatus.INVALIDATED]),
+                    col(Job.updated_at) >= recent,
+                    col(Job.flow_run_id).is_not(None),
+                )
+            )
+        )
+
+    for job in processing:
+        silence = age_seconds(job.heartbeat_at or job.started_at)
+        if silence is not None and silence > settings.stale_after_seconds:
+            message = (
+                f"The job's process on machine {job.machine} stopped: no heartbeat for "
+                f"{silence:.0f} s. Resubmit the job (with force) to run it again."
+            )
+            if fail_job(job.id, message, by="reconciler", prefect_state="CRASHED"):
+                actions.append(f"{job.id}: failed (no heartbeat)")
+                _crash_run(job.flow_run_id, message)
+
+    undispatched = [
+        job.id
+        for job in queued
+        if job.flow_run_id is None and (age_seconds(job.created_at) or 0) > DISPATCH_GRACE_SECONDS
+    ]
+    if undispatched:
+        actions += [f"{job_id}: dispatched" for job_id in try_dispatch_jobs(undispatched)]
+
+    run_ids = [j.flow_run_id for j in processing + queued + mirrored if j.flow_run_id]
+    if not run_ids:
+        return actions
+    try:
+        with prefect_client() as client:
+            runs = _read_runs(client, run_ids)
+    except unreachable_errors() as exc:
+        log.warning("reconciler: Prefect does not answer: %s", exc)
+        return actions
+
+    for job in queued:
+        if job.flow_run_id is None:
+            continue
+        run = runs.get(job.flow_run_id)
+        if run is None:
+            actions += _end_queued(job, JobStatus.CANCELLED, "its flow run was deleted in Prefect")
+        elif run.state is not None:
+            seen = job_status_for(run.state.type)
+            if seen == JobStatus.CANCELLED:
+                actions += _end_queued(job, seen, "its flow run was cancelled in Prefect")
+            elif seen == JobStatus.FAILED:
+                message = f"Prefect could not run the job: {run.state.message or run.state.name}"
+                actions += _end_queued(job, seen, message)
+
+    for job in processing:
+        run = runs.get(job.flow_run_id) if job.flow_run_id else None
+        if run is not None and run.state is not None and not job.abort_requested_by:
+            if run.state.type.value in PREFECT_CANCEL_TYPES:
+                job.abort_requested_by = _mark_aborted(job.id, PREFECT_USER)
+        if run is None or run.state is None or not run.state.is_final():
+            continue
+        if (age_seconds(run.state.timestamp) or 0) < ENDED_RUN_GRACE_SECONDS:
+            continue
+        message = (
+            f"aborted by {job.abort_requested_by}"
+            if job.abort_requested_by
+            else f"The job's flow run ended {run.state.type.value} without finishing the job: "
+            f"{run.state.message or run.state.name}"
+        )
+        if fail_job(job.id, message, by="reconciler", prefect_state=run.state.type.value):
+            actions.append(f"{job.id}: failed (flow run {run.state.type.value})")
+
+    for job in mirrored:
+        run = runs.get(job.flow_run_id or "")
+        if run is None or run.state is None:
+            continue
+        needs = (job.status == JobStatus.CANCELLED and not run.state.is_final()) or (
+            job.status == JobStatus.INVALIDATED
+            and run.state.is_completed()
+            and run.state.name != INVALIDATED_STATE_NAME
+        )
+        if needs:
+            try_mirror_state(job.id)
+            actions.append(f"{job.id}: Prefect state set to {job.status}")
+    return actions
+
+
+def _mark_aborted(job_id: str, who: str) -> str:
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(col(Job.id) == job_id, col(Job.abort_requested_by).is_(None))
+            .values(abort_requested_by=who)
+        )
+    return who
+
+
+def _end_queued(job: Job, to: JobStatus, reason: str) -> list[str]:
+    with session_scope() as session:
+        won = move_status(
+            job.id,
+            JobStatus.IN_QUEUE,
+            to,
+            session=session,
+            by="reconciler",
+            reason=reason,
+            error_message=reason if to == JobStatus.FAILED else None,
+            finished_at=utcnow(),
+        )
+    return [f"{job.id}: {to} ({reason})"] if won else []
+
+
+def _crash_run(flow_run_id: str | None, message: str) -> None:
+    if not flow_run_id:
+        return
+    from prefect.states import Crashed
+
+    try:
+        with prefect_client() as client:
+            run = client.read_flow_run(flow_run_id)
+            if run.state is None or not run.state.is_final():
+                client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+    except unreachable_errors() as exc:
+        log.warning("reconciler: could not mark flow run %s crashed: %s", flow_run_id, exc)
+
+
+def reconcile_forever(stop: threading.Event, period: float | None = None) -> None:
+    """Reconcile every ``period`` seconds until ``stop`` is set."""
+    every = period or get_settings().reconcile_seconds
+    while not stop.wait(every):
+        try:
+            for line in reconcile_once():
+                log.info("reconciler: %s", line)
+        except Exception:  # keep the loop alive; the next pass retries
+            log.exception("reconciler pass failed")

@@ -1,0 +1,283 @@
+"""Import DICOM files into the store and index their series and images.
+
+Each file is parsed fully once, here. For a slice that pre-processing can copy as it is, the
+index also keeps what pre-processing would otherwise parse again (its ``N.json`` object, format,
+position and pixel data offset, see :mod:`circus_tasks.volume.stored`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from sqlmodel import Session, func, select
+
+from circus_tasks.db.engine import session_scope
+from circus_tasks.db.models import Image, Series
+from circus_tasks.settings import get_settings
+from circus_tasks.volume.parsed import stored_slice
+from circus_tasks.volume.stored import STORED_COLUMNS, StoredSlice
+
+REQUIRED = ("SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber")
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts, the series touched, and every file it refused, with why."""
+
+    imported: int = 0
+    already_present: int = 0
+    facts_added: int = 0
+    """Images already present that got their pre-processing facts now (imported by a version
+    that did not store them)."""
+    series_uids: set[str] = field(default_factory=set)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        added = f" ({self.facts_added} given pre-processing facts)" if self.facts_added else ""
+        return (
+            f"{self.imported} image(s) imported, {self.already_present} already present"
+            f"{added}, {len(self.series_uids)} series, {len(self.problems)} file(s) refused"
+        )
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Every file under ``paths`` (files as given, folders walked, sorted)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    yield Path(root) / name
+        else:
+            yield path
+
+
+def read_header(path: Path) -> pydicom.Dataset:
+    """Read one DICOM file and check that it can be imported.
+
+    Raises:
+        DicomImportError: naming the problem (not DICOM, truncated, a tag missing, no pixels).
+    """
+    from circus_tasks.errors import DicomImportError
+
+    if not path.is_file():
+        raise DicomImportError("no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            pixel_bytes = ds.get("PixelData")
+    except InvalidDicomError:
+        raise DicomImportError("not a DICOM file (no DICM preamble or valid header)") from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise DicomImportError(f"unreadable DICOM (truncated or corrupt): {exc}") from None
+    missing = [k for k in REQUIRED if ds.get(k) in (None, "")]
+    if missing:
+        raise DicomImportError(
+            f"missing required attribute(s): {', '.join(missing)} "
+            "(not an image instance, or the file is truncated)"
+        )
+    if pixel_bytes is None:
+        raise DicomImportError("no PixelData: not an image, or the file is truncated")
+    if not ds.file_meta.TransferSyntaxUID.is_compressed:
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1))
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * (int(ds.BitsAllocated) // 8)
+        )
+        if len(pixel_bytes) < expected:
+            raise DicomImportError(
+                f"truncated: PixelData holds {len(pixel_bytes)} bytes, {expected} expected"
+            )
+    try:
+        int(ds.InstanceNumber)
+    except (TypeError, ValueError):
+        raise DicomImportError(f"InstanceNumber {ds.InstanceNumber!r} is not an integer") from None
+    return ds
+
+
+def orientation_of(ds: pydicom.Dataset) -> str:
+    """axial, coronal, sagittal (the axis the slice normal is nearest), oblique, or ""."""
+    cosines = ds.get("ImageOrientationPatient")
+    if cosines is None or len(cosines) != 6:
+        return ""
+    row, col = [float(v) for v in cosines[:3]], [float(v) for v in cosines[3:]]
+    normal = (
+        row[1] * col[2] - row[2] * col[1],
+        row[2] * col[0] - row[0] * col[2],
+        row[0] * col[1] - row[1] * col[0],
+    )
+    axis = max(range(3), key=lambda i: abs(normal[i]))
+    if abs(normal[axis]) < 0.9:
+        return "oblique"
+    return ("sagittal", "coronal", "axial")[axis]
+
+
+def series_geometry(ds: pydicom.Dataset) -> dict[str, Any]:
+    """What the input conditions check, read from one image of the series."""
+    spacing = ds.get("PixelSpacing")
+    return {
+        "rows": int(ds.Rows) if "Rows" in ds else None,
+        "columns": int(ds.Columns) if "Columns" in ds else None,
+        "pixel_spacing_row": float(spacing[0]) if spacing else None,
+        "pixel_spacing_col": float(spacing[1]) if spacing else None,
+        "orientation": orientation_of(ds),
+        "attributes": sorted(
+            e.keyword for e in ds if e.keyword and e.keyword != "PixelData" and not e.is_empty
+        ),
+    }
+
+
+def _z_of(ds: pydicom.Dataset) -> float | None:
+    position = ds.get("ImagePositionPatient")
+    if position is None or len(position) != 3:
+        return None
+    return float(position[2])
+
+
+def _no_facts(stored: Path) -> dict[str, Any]:
+    """The fact columns of a slice that pre-processing must parse: all NULL but the file's
+    size and time, which say that import looked (so importing again does not look again)."""
+    status = stored.stat()
+    columns: dict[str, Any] = dict.fromkeys(STORED_COLUMNS)
+    columns.update(file_size=status.st_size, file_mtime_ns=status.st_mtime_ns)
+    return columns
+
+
+def _add_missing_facts(image: Image) -> bool:
+    """Give an image imported without facts (by a version before they existed) the facts of
+    its stored copy, if that copy is readable and can be copied as it is.
+
+    Returns:
+        Whether facts were added.
+    """
+    from circus_tasks.errors import DicomImportError
+
+    stored = Path(image.path)
+    try:
+        ds = read_header(stored)
+    except DicomImportError:
+        return False  # pre-processing reports the problem when the file is used
+    facts = _stored_facts(ds, stored)
+    columns = facts.stamped(stored).columns() if facts is not None else _no_facts(stored)
+    for name, value in columns.items():
+        setattr(image, name, value)
+    return facts is not None
+
+
+def _stored_facts(ds: pydicom.Dataset, path: Path) -> StoredSlice | None:
+    """The slice's facts for pre-processing, or ``None`` when it must be parsed there.
+
+    A value pydicom cannot convert leaves the slice without facts: pre-processing then parses
+    it and reports the problem as it always did.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as read_header: the file is already accepted
+            return stored_slice(ds, path)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return None
+
+
+def import_dicom(
+    *paths: str | os.PathLike[str], progress: Callable[[Path], None] | None = None
+) -> ImportReport:
+    """Import DICOM files and folders into the store and index them.
+
+    Non-DICOM and broken files are listed in the report with the reason; they never stop the
+    import. Importing the same files twice changes nothing, except that images imported by a
+    version that did not store pre-processing facts get them (from their stored copy): import
+    the folders again, or the store itself (``CIRCUS_HOME/dicom``), to fill them in.
+
+    Args:
+        *paths: files and folders (walked recursively).
+        progress: called once per file looked at (the CLI's progress bar).
+
+    Returns:
+        The import report.
+    """
+    from circus_tasks.errors import DicomImportError
+
+    settings = get_settings()
+    report = ImportReport()
+    with session_scope() as session:
+        for path in iter_files(paths):
+            if progress is not None:
+                progress(path)
+            try:
+                ds = read_header(path)
+            except DicomImportError as exc:
+                report.problems.append((path, str(exc)))
+                continue
+            series_uid = str(ds.SeriesInstanceUID)
+            sop_uid = str(ds.SOPInstanceUID)
+            report.series_uids.add(series_uid)
+            present = session.exec(
+                select(Image.id, Image.file_size).where(Image.sop_instance_uid == sop_uid)
+            ).first()
+            if present is not None:
+                report.already_present += 1
+                image_id, file_size = present
+                if file_size is None:  # imported before facts were looked for: the full row
+                    image = session.get(Image, image_id)
+                    if image is not None and _add_missing_facts(image):
+                        session.add(image)
+                        report.facts_added += 1
+                continue
+            # Before series_geometry decodes every element: an element still undecoded is
+            # judged by the VR written in the file (e.g. UN, left out), as pre-processing does.
+            facts = _stored_facts(ds, path)
+            series = session.get(Series, series_uid)
+            if series is None:
+                series = Series(
+                    series_uid=series_uid,
+                    study_uid=str(ds.get("StudyInstanceUID", "")),
+                    patient_id=str(ds.get("PatientID", "")),
+                    modality=str(ds.get("Modality", "")),
+                    description=str(ds.get("SeriesDescription", "")),
+                    series_date=str(ds.get("SeriesDate", "") or ds.get("StudyDate", "")),
+                    **series_geometry(ds),
+                )
+                session.add(series)
+                session.flush()
+            target = settings.dicom_dir / series_uid / f"{sop_uid}.dcm"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".part")
+            shutil.copyfile(path, partial)
+            os.replace(partial, target)
+            columns = facts.stamped(target).columns() if facts is not None else _no_facts(target)
+            session.add(
+                Image(
+                    series_uid=series_uid,
+                    sop_instance_uid=sop_uid,
+                    instance_number=int(ds.InstanceNumber),
+                    z=_z_of(ds),
+                    path=str(target),
+                    **columns,
+                )
+            )
+            report.imported += 1
+        session.flush()
+        _update_counts(session, report.series_uids)
+    return report
+
+
+def _update_counts(session: Session, series_uids: Iterable[str]) -> None:
+    for uid in series_uids:
+        series = session.get(Series, uid)
+        if series is not None:
+            series.image_count = session.exec(
+                select(func.count()).select_from(Image).where(Image.series_uid == uid)
+            ).one()
+            session.add(series)

@@ -1,0 +1,261 @@
+"""The plug-in input volume: one series range written as ``N.raw``, ``N.mhd`` and ``N.json``.
+
+This is the pre-processing half of the CIRCUS plug-in contract (spec section 6). The slices are
+parsed, checked and copied by :class:`~circus_tasks.volume.parsed.SliceWriter` (each header
+parsed once, uncompressed pixel data moved inside the kernel, compressed data decoded by
+pydicom). The headers feed :class:`~circus_tasks.volume.header.HeaderSplit`, which keeps only
+what ``N.json`` will hold, so memory does not grow with the series beyond the output. A long
+series can be shared between forked processes, each filling its part of the raw file and
+splitting its headers, the parts merged in order: the files are the same as with one process.
+The three files appear only when all of them were written.
+
+When import has stored the facts of every slice (see :mod:`circus_tasks.volume.stored`) and
+they still hold, the volume is written from them instead: no header is parsed and neither
+pydicom nor numpy is imported. The files are the same either way. This module imports the
+parsing path's modules only when it takes that path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from circus_tasks.errors import VolumeError
+from circus_tasks.volume.forked import map_forked
+from circus_tasks.volume.slice_format import ELEMENT_TYPE_NAMES, SliceFormat
+from circus_tasks.volume.stored import StoredSlice, current_slices, write_stored_slices
+
+if TYPE_CHECKING:
+    from circus_tasks.volume.header import IDENTIFYING_KEYWORDS, IDENTIFYING_TAGS, HeaderSplit
+
+__all__ = ["IDENTIFYING_KEYWORDS", "IDENTIFYING_TAGS", "VolumeInfo", "write_volume"]
+
+
+def __getattr__(name: str) -> Any:
+    """:data:`IDENTIFYING_KEYWORDS` and :data:`IDENTIFYING_TAGS`, from
+    :mod:`circus_tasks.volume.header` on first use (it imports pydicom)."""
+    if name in ("IDENTIFYING_KEYWORDS", "IDENTIFYING_TAGS"):
+        from circus_tasks.volume import header as dicom_json
+
+        return getattr(dicom_json, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+SLICES_PER_PROCESS = 32
+"""A series is shared between processes only when each gets at least this many slices (a fork
+and the merge cost a few milliseconds)."""
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """What :func:`write_volume` wrote.
+
+    Attributes:
+        mhd: The MetaImage header, ``N.mhd``.
+        raw: The voxel file, ``N.raw``.
+        json: The DICOM attributes, ``N.json``.
+        shape: (slices, rows, columns).
+        element_type: The MetaImage element type, e.g. ``"MET_SHORT"``.
+        spacing: (column spacing x, row spacing y, slice spacing z) in mm, as in the header.
+    """
+
+    mhd: Path
+    raw: Path
+    json: Path
+    shape: tuple[int, int, int]
+    element_type: str
+    spacing: tuple[float, float, float]
+
+
+def write_volume(
+    files: Sequence[Path],
+    out_dir: Path,
+    index: int,
+    *,
+    include_private: bool = False,
+    processes: int = 1,
+    stored: Sequence[StoredSlice | None] | None = None,
+) -> VolumeInfo:
+    """Write one series range as the plug-in input files ``{index}.raw/.mhd/.json``.
+
+    ``{index}.raw`` holds the stored pixel values (no rescale), little-endian, slice after slice
+    in the order of ``files``. ``{index}.mhd`` describes it: the element type follows Bits
+    Allocated and Pixel Representation of the first slice; the spacing is the first slice's
+    Pixel Spacing (column spacing for x, row spacing for y; 1.0 for both when the slice has no
+    Pixel Spacing) and, for z, the distance between the Image Position (Patient) of the first
+    two slices (1 for a single slice). ``{index}.json`` holds the slices' attributes split into
+    ``common`` (equal in every slice) and ``unique`` (one object per slice, in order), without
+    the file meta group, group lengths, Pixel Data, binary values, private attributes (unless
+    ``include_private``) and :data:`IDENTIFYING_KEYWORDS` (at any depth).
+
+    With ``stored`` (the facts import stored for each file, ``None`` where there are none),
+    the volume is written from them when :func:`~circus_tasks.volume.stored.current_slices`
+    allows it: every file has facts and is unchanged since import, and ``include_private`` is
+    false. Otherwise, or without ``stored``, every header is parsed. The files and the errors
+    are the same either way.
+
+    The files are written under temporary names in ``out_dir`` and renamed into place only
+    once all three are complete; on any error the temporaries are removed.
+
+    Args:
+        files: The slice files, already in range order.
+        out_dir: The job's input folder; created if missing.
+        index: The series' position in the job, from 0.
+        include_private: Keep private attributes (odd groups) that have a non-binary value.
+        processes: Share the slices between up to this many processes (this one and forked
+            children), each taking at least :data:`SLICES_PER_PROCESS` consecutive slices.
+            Only in a process with a single thread (see :mod:`circus_tasks.volume.forked`); the
+            files are the same whatever the number. Not used when the stored facts are.
+        stored: The facts import stored for each of ``files``, in the same order.
+
+    Returns:
+        Where the files are and what the volume looks like.
+
+    Raises:
+        VolumeError: No files; ``out_dir`` cannot be created or written to; a file is not
+            readable DICOM; a slice has no Pixel Data, or pixel data that cannot be decoded;
+            a slice is multi-frame or colour; Bits Allocated is not 8 or 16; rows, columns or
+            pixel type differ between slices; a slice lacks Image Position (Patient); the
+            first two slices share a position.
+    """
+    if not files:
+        raise VolumeError(
+            f"Volume {index} has no images; select a series range that holds at least one slice."
+        )
+    if index < 0:
+        raise VolumeError(f"Volume index {index} is negative; number volumes from 0.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(out_dir, exc) from exc
+    finals = {ext: out_dir / f"{index}.{ext}" for ext in ("raw", "json", "mhd")}
+    # Hidden, randomly named temporaries, created exclusively by _write_parts with the usual
+    # umask permissions (the plug-in may run as another user and must be able to read them).
+    token = secrets.token_hex(8)
+    temps = {ext: out_dir / f".{index}.{ext}.{token}.part" for ext in finals}
+    try:
+        slices = current_slices(files, stored, include_private)
+        info = _write_parts(files, temps, finals, include_private, processes, slices)
+        for ext, temp in temps.items():  # the .mhd, which names the others, comes last
+            temp.replace(finals[ext])
+    except BaseException:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+        raise
+    return info
+
+
+def _unwritable(out_dir: Path, exc: OSError) -> VolumeError:
+    return VolumeError(
+        f"Cannot write the volume to {out_dir} ({type(exc).__name__}: {exc.strerror or exc}); "
+        "choose a folder you can create and write to."
+    )
+
+
+def _shares(count: int, processes: int) -> list[tuple[int, int]]:
+    """Split slices ``1 <= index < count`` (slice 0 is taken first, alone) into consecutive
+    ``(start, stop)`` shares, one per process, this process's share first."""
+    parts = max(1, min(processes, count // SLICES_PER_PROCESS))
+    bounds = [1 + (count - 1) * part // parts for part in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _write_parts(
+    files: Sequence[Path],
+    temps: dict[str, Path],
+    finals: dict[str, Path],
+    include_private: bool,
+    processes: int,
+    stored: Sequence[StoredSlice] | None,
+) -> VolumeInfo:
+    """Write the three files to their temporary paths; return the info for the final paths.
+
+    From the ``stored`` facts when given, else by parsing every file.
+    """
+    try:
+        # Unbuffered: every slice is written at its own offset, by pwrite or copy_file_range.
+        raw = temps["raw"].open("xb", buffering=0)
+    except OSError as exc:
+        raise _unwritable(temps["raw"].parent, exc) from exc
+    with raw:
+        if stored is not None:
+            document, first, positions = write_stored_slices(files, stored, raw.fileno())
+        else:
+            document, first, positions = _parse_slices(
+                files, raw.fileno(), include_private, processes
+            )
+    element_type = ELEMENT_TYPE_NAMES[first.pixel]
+    spacing = (first.spacing[0], first.spacing[1], _slice_spacing(positions, files))
+    rows, columns = first.size
+    shape = (len(files), rows, columns)
+
+    with temps["json"].open("x", encoding="utf-8", newline="\n") as out:
+        json.dump(document, out, ensure_ascii=False, indent=2, allow_nan=False)
+        out.write("\n")
+    header = (
+        "ObjectType = Image\n"
+        "NDims = 3\n"
+        f"DimSize = {columns} {rows} {len(files)}\n"
+        f"ElementType = {element_type}\n"
+        f"ElementSpacing = {' '.join(_number(s) for s in spacing)}\n"
+        "ElementByteOrderMSB = False\n"
+        f"ElementDataFile = {finals['raw'].name}\n"
+    )
+    with temps["mhd"].open("xb") as out_mhd:
+        out_mhd.write(header.encode("ascii"))
+    return VolumeInfo(
+        mhd=finals["mhd"],
+        raw=finals["raw"],
+        json=finals["json"],
+        shape=shape,
+        element_type=element_type,
+        spacing=spacing,
+    )
+
+
+def _parse_slices(
+    files: Sequence[Path], raw_fd: int, include_private: bool, processes: int
+) -> tuple[dict[str, Any], SliceFormat, list[tuple[float, float, float]]]:
+    """Parse, check and copy every slice (shared between processes); return the ``N.json``
+    document, the first slice's format and the positions of the first two slices."""
+    from circus_tasks.volume.header import HeaderSplit
+    from circus_tasks.volume.parsed import SliceWriter
+
+    slices = SliceWriter(files, raw_fd, HeaderSplit(include_private))
+    # Slice 0 first, here: it sets the format the others must match, in every process.
+    slices.take(0)
+    # The first share (with slice 1, whose position gives the spacing) stays here.
+    headers, *later = map_forked(slices.take_range, _shares(len(files), processes))
+    for part in later:
+        headers.merge(part)
+    assert slices.first is not None
+    positions = [slices.positions[i] for i in sorted(slices.positions)]
+    return _split_common(headers), slices.first, positions
+
+
+def _split_common(headers: HeaderSplit) -> dict[str, Any]:
+    """The ``N.json`` document: attributes equal in every slice in ``common``, the rest per
+    slice in ``unique``."""
+    return headers.document()
+
+
+def _slice_spacing(positions: Sequence[tuple[float, float, float]], files: Sequence[Path]) -> float:
+    if len(positions) < 2:
+        return 1.0
+    distance = math.dist(positions[0], positions[1])
+    if distance == 0:
+        raise VolumeError(
+            f"{files[0]} and {files[1]} share the Image Position (Patient) {positions[0]}; "
+            "the slice spacing would be 0. Remove the duplicate slice from the range."
+        )
+    return distance
+
+
+def _number(value: float) -> str:
+    """A spacing for the header: plain decimal, no needless digits."""
+    return format(value, ".10g")

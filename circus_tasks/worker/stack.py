@@ -1,0 +1,282 @@
+"""Starting and stopping the local stack: the embedded Prefect server, the work pool and
+deployments, and this machine's worker (each in its own process group)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from circus_tasks.settings import PROJECT_DIR, get_settings
+
+SERVER = "server"
+
+
+def embedded_api_url() -> str:
+    """The API address of the embedded server (``CIRCUS_PREFECT_PORT`` on the loopback)."""
+    return f"http://127.0.0.1:{get_settings().prefect_port}/api"
+
+
+def api_url() -> str:
+    """The Prefect API in force: ``PREFECT_API_URL``, else the embedded server's."""
+    return os.environ.get("PREFECT_API_URL") or embedded_api_url()
+
+
+def ui_url() -> str:
+    """Where people look: the Prefect UI."""
+    return api_url().removesuffix("/api")
+
+
+def prefect_exe() -> str:
+    """The ``prefect`` command of this environment."""
+    return str(Path(sys.executable).parent / "prefect")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for processes we start: our settings made explicit."""
+    settings = get_settings()
+    env = dict(os.environ)
+    env.update(
+        PREFECT_API_URL=api_url(),
+        PREFECT_HOME=str(settings.prefect_home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_CLI_PROMPT="false",
+        CIRCUS_HOME=str(settings.home),
+        CIRCUS_PROJECT_DIR=str(PROJECT_DIR),
+    )
+    if settings.database_url:
+        env["CIRCUS_DATABASE_URL"] = settings.database_url
+    env.update(extra)
+    return env
+
+
+def _pid_file(name: str) -> Path:
+    return get_settings().run_dir / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_pid(name: str) -> int | None:
+    """The process id of a process we started under ``name``, if it still runs."""
+    path = _pid_file(name)
+    try:
+        pid = int(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def start_background(name: str, command: list[str], env: dict[str, str]) -> int:
+    """Start ``command`` in its own process group, logging to ``run/NAME.log``."""
+    run_dir = get_settings().run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=PROJECT_DIR,
+            start_new_session=True,
+        )
+    _pid_file(name).write_text(str(process.pid))
+    return process.pid
+
+
+def stop_background(name: str, timeout: float = 30.0) -> bool:
+    """Stop a process we started (its whole group): SIGTERM, then SIGKILL."""
+    pid = running_pid(name)
+    _pid_file(name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    _signal_group(pid, signal.SIGKILL)
+    return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def server_healthy(url: str | None = None) -> bool:
+    """Whether the Prefect API answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{url or api_url()}/health", timeout=2) as response:
+            return bool(json.loads(response.read()))
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def start_server(timeout: float = 120.0) -> str:
+    """Start the embedded Prefect server (SQLite in CIRCUS_HOME) unless one answers."""
+    if server_healthy():
+        return api_url()
+    if api_url().rstrip("/") != embedded_api_url():
+        raise RuntimeError(
+            f"PREFECT_API_URL names {api_url()}, which does not answer; start that server "
+            "or unset PREFECT_API_URL to use the embedded one."
+        )
+    port = str(get_settings().prefect_port)
+    start_background(
+        SERVER,
+        [prefect_exe(), "server", "start", "--host", "127.0.0.1", "--port", port],
+        child_env(),
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server_healthy():
+            return api_url()
+        if running_pid(SERVER) is None:
+            break
+        time.sleep(0.5)
+    log = get_settings().run_dir / f"{SERVER}.log"
+    raise RuntimeError(f"The Prefect server did not start; see {log}.")
+
+
+WORK_POOL_TEMPLATE = PROJECT_DIR / "deployments" / "work-pool.json"
+"""The base job template of our process work pool (see ``deployments/README.md``)."""
+
+
+def ensure_pool_and_deployments() -> None:
+    """Create or update the process work pool and deploy ``prefect.yaml`` (idempotent)."""
+    settings = get_settings()
+    env = child_env()
+    subprocess.run(
+        [
+            prefect_exe(),
+            "work-pool",
+            "create",
+            settings.work_pool,
+            "--type",
+            "process",
+            "--base-job-template",
+            str(WORK_POOL_TEMPLATE),
+            "--overwrite",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    deploy = subprocess.run(
+        [prefect_exe(), "--no-prompt", "deploy", "--all"],
+        env=env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+    )
+    if deploy.returncode != 0:
+        raise RuntimeError(f"prefect deploy failed:\n{deploy.stdout}\n{deploy.stderr}")
+
+
+def worker_name(machine: str) -> str:
+    """Background process name of this machine's worker."""
+    return f"worker-{machine}"
+
+
+def start_worker(machine: str | None = None) -> int:
+    """Start ``circus worker`` for a machine in the background (unless it runs)."""
+    name = worker_name(machine or get_settings().machine)
+    pid = running_pid(name)
+    if pid is not None:
+        return pid
+    command = [sys.executable, "-m", "circus_tasks.cli.app", "worker"]
+    env = child_env(CIRCUS_MACHINE=machine or get_settings().machine)
+    return start_background(name, command, env)
+
+
+def run_worker(machine: str, poll_seconds: float) -> int:
+    """Run this machine's Prefect worker (limit 1) and the reconciler until signalled.
+
+    The Prefect worker runs in its own process group, stopped by that group on exit.
+    """
+    from circus_tasks.orchestration.reconciler import reconcile_forever
+
+    settings = get_settings()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    warm_socket = settings.run_dir / f"warm-{machine}-{os.getpid()}.sock"
+    env = child_env(
+        CIRCUS_MACHINE=machine,
+        PREFECT_WORKER_QUERY_SECONDS=str(poll_seconds),
+        PREFECT_WORKER_PREFETCH_SECONDS="0",
+        CIRCUS_WARM_SOCKET=str(warm_socket),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    zygote = subprocess.Popen(
+        [sys.executable, "-m", "circus_tasks.worker.warm", str(warm_socket)],
+        env=env,
+        cwd=PROJECT_DIR,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    process = subprocess.Popen(
+        [
+            prefect_exe(),
+            "worker",
+            "start",
+            "--pool",
+            settings.work_pool,
+            "--type",
+            "process",
+            "--name",
+            f"circus-{machine}",
+            "--limit",
+            "1",
+        ],
+        env=env,
+        cwd=PROJECT_DIR,
+        start_new_session=True,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    reconciler = threading.Thread(target=reconcile_forever, args=(stop,), daemon=True)
+    reconciler.start()
+    while not stop.is_set() and process.poll() is None:
+        stop.wait(0.5)
+    for child in (process, zygote):
+        _signal_group(child.pid, signal.SIGTERM)
+    for child in (process, zygote):
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _signal_group(child.pid, signal.SIGKILL)
+            child.wait()
+    stop.set()
+    return process.returncode or 0
+
+
+def stop_all() -> list[str]:
+    """Stop every worker and the server this CIRCUS_HOME started."""
+    stopped = []
+    run_dir = get_settings().run_dir
+    names = sorted(p.stem for p in run_dir.glob("worker-*.pid")) if run_dir.is_dir() else []
+    for name in [*names, SERVER]:
+        if stop_background(name):
+            stopped.append(name)
+    return stopped
