@@ -1,22 +1,23 @@
 """CIRCUS CS job management on Prefect.
 
 Public names are imported lazily, so that ``import circus_tasks`` stays cheap (Prefect alone
-costs about two seconds to import) and a plug-in's process loads nothing it does not use.
+is slow to import) and a plug-in's process loads nothing it does not use.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from circus_tasks.api import (
         JobRequest,
+        JobResults,
         SeriesInput,
         abort_job,
         cancel_job,
         get_job,
+        get_job_results,
         invalidate_job,
         job_events,
         list_jobs,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
         SeriesNotFoundError,
         VolumeError,
     )
-    from circus_tasks.jobs.steps import JobResults, get_job_results
     from circus_tasks.plugins.registry import get_plugin, list_plugins
     from circus_tasks.settings import Settings, get_settings
     from circus_tasks.statuses import JobStatus
@@ -65,8 +65,8 @@ _EXPORTS: dict[str, str] = {
     "JobRequest": "api",
     "SeriesInput": "api",
     "abort_job": "api",
-    "get_job_results": "jobs.steps",
-    "JobResults": "jobs.steps",
+    "get_job_results": "api",
+    "JobResults": "api",
     "InputConditionError": "errors",
     "cancel_job": "api",
     "get_job": "api",
@@ -126,12 +126,6 @@ __all__ = [
     "submit_jobs",
     "wait_for_job",
 ]
-
-# Clients reach the embedded server unless PREFECT_API_URL names another one. Set before
-# anything imports Prefect, which reads its settings once.
-os.environ.setdefault(
-    "PREFECT_API_URL", f"http://127.0.0.1:{os.environ.get('CIRCUS_PREFECT_PORT', '4200')}/api"
-)
 
 
 def __getattr__(name: str) -> Any:

@@ -62,6 +62,20 @@ class PluginNotFoundError(CircusError, LookupError):
 class JobNotFoundError(CircusError, LookupError):
     """No job has this id."""
 
+    @classmethod
+    def for_id(cls, job_id: str) -> JobNotFoundError:
+        """The error for a job id that is not in the database."""
+        return cls(f"No job {job_id}; list jobs with circus jobs.")
+
+    @classmethod
+    def for_flow_run(cls, job_id: str, database: str) -> JobNotFoundError:
+        """The error for a flow run whose job is not in ``database`` (shown without password)."""
+        return cls(
+            f"No job {job_id} in the CIRCUS database ({database}): this flow run was not "
+            "created by CIRCUS, or the worker uses another database (CIRCUS_DATABASE_URL). "
+            "Submit jobs with `circus submit` or submit_job()."
+        )
+
 
 class JobStateError(CircusError, RuntimeError):
     """A status move the CIRCUS state machine does not allow (cancel, invalidate, ...)."""

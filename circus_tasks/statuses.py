@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -60,8 +61,39 @@ runs turn "Late" after a while."""
 PREFECT_CANCEL_TYPES: frozenset[str] = frozenset({"CANCELLING", "CANCELLED"})
 """Prefect state types that mean someone cancelled the run in Prefect (UI or API)."""
 
-INVALIDATED_STATE_NAME = "Invalidated"
-"""Name of the Completed-type state an invalidated job's flow run is moved to."""
+PREFECT_FINAL_TYPES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+"""Prefect state types a flow run never leaves by itself."""
+
+
+@dataclass(frozen=True)
+class RunMirror:
+    """How a job status decided in CIRCUS is shown on the job's flow run."""
+
+    state_type: str
+    """The Prefect state type set on the run."""
+    state_name: str
+    replaces: frozenset[str]
+    """The run state types it is set over (others are left alone)."""
+
+
+RUN_MIRRORS: dict[JobStatus, RunMirror] = {
+    JobStatus.CANCELLED: RunMirror(
+        "CANCELLED", "Cancelled", frozenset(PREFECT_TO_JOB) - PREFECT_FINAL_TYPES
+    ),
+    JobStatus.INVALIDATED: RunMirror("COMPLETED", "Invalidated", frozenset({"COMPLETED"})),
+}
+"""Job statuses that our users decide and Prefect cannot know of, and how their runs show
+them. A cancelled job's run that already ended stays as it ended."""
+
+
+def run_mirror(status: JobStatus, run_type: object, run_name: str | None) -> RunMirror | None:
+    """The state to set on a job's flow run (of state ``run_type``/``run_name``) to show the
+    job's ``status``, or ``None`` when the run shows it already or must be left alone."""
+    mirror = RUN_MIRRORS.get(status)
+    kind = str(getattr(run_type, "value", run_type))
+    if mirror is None or kind not in mirror.replaces or run_name == mirror.state_name:
+        return None
+    return mirror
 
 
 def job_status_for(state_type: object) -> JobStatus:

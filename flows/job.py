@@ -15,8 +15,8 @@ from circus_tasks.orchestration.tasks import main_process, post_process, pre_pro
 def circus_job(job_id: str) -> Any:
     """Run one CIRCUS job on this machine, one job at a time."""
     with job_execution(job_id, runtime.flow_run.id) as run:
-        if not run.claimed:
+        if run.context is None:
             return Cancelled(message=run.reason)
-        inputs = pre_process(job_id)
-        outputs = main_process(job_id, inputs)
-        return post_process(job_id, outputs)
+        inputs = pre_process(run.context)
+        outputs = main_process(run.context, inputs)
+        return post_process(run.context, outputs)

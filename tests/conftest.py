@@ -113,14 +113,14 @@ def race_cancel_and_start(job_id: str) -> tuple[bool, bool]:
     """
     from circus_tasks.api import cancel_job
     from circus_tasks.errors import JobStateError
-    from circus_tasks.orchestration.run import claim_job
+    from tests.running import claim
 
     barrier = threading.Barrier(2)
     outcome: dict[str, bool] = {}
 
     def start() -> None:
         barrier.wait()
-        outcome["claimed"] = claim_job(job_id, machine="racer", flow_run_id=None)
+        outcome["claimed"] = claim(job_id, machine="racer") is not None
 
     def cancel() -> None:
         barrier.wait()

@@ -7,11 +7,8 @@ from pathlib import Path
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
-from circus_tasks.api import register_job
 from circus_tasks.cli.app import app
-from circus_tasks.db.engine import session_scope
-from circus_tasks.jobs.steps import prepare_inputs, run_main, store_results
-from circus_tasks.orchestration.run import claim_job, finish_job
+from tests.running import claim, finish, register, run_steps
 
 runner = CliRunner()
 
@@ -29,13 +26,11 @@ def test_import_series_and_plugins(home: Path, tmp_path: Path) -> None:
 def test_show_jobs_results_log_cancel(home: Path) -> None:
     runner.invoke(app, ["import", get_testdata_file("CT_small.dcm")])
     uid = runner.invoke(app, ["series"]).output.split("│")[1].strip()
-    with session_scope() as session:
-        queued = register_job("hu-histogram@1.0.0", [uid], session=session).id
-        done = register_job("lesion-candidates@1.0.0", [uid], session=session).id
-    assert claim_job(done, machine="cli", flow_run_id=None)
-    prepare_inputs(done)
-    run_main(done)
-    assert finish_job(done, store_results(done))
+    queued = register("hu-histogram@1.0.0", [uid])
+    done = register("lesion-candidates@1.0.0", [uid])
+    context = claim(done, machine="cli")
+    assert context is not None
+    assert finish(done, run_steps(context))
 
     assert queued in runner.invoke(app, ["jobs", "--status", "in_queue"]).output
     assert done in runner.invoke(app, ["jobs", "--patient", "1CT1"]).output

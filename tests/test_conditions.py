@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from circus_tasks.api import SeriesInput, register_job
 from circus_tasks.db.engine import session_scope
 from circus_tasks.errors import InputConditionError
+from circus_tasks.jobs.registration import SeriesInput, register_job
 from circus_tasks.store.series import get_series
 
 PLUGIN = "ct-only@1.0.0"

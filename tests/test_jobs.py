@@ -16,8 +16,6 @@ from circus_tasks.api import (
     invalidate_job,
     job_events,
     list_jobs,
-    move_status,
-    register_job,
 )
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Job
@@ -29,10 +27,12 @@ from circus_tasks.errors import (
     PluginNotFoundError,
     SeriesNotFoundError,
 )
-from circus_tasks.orchestration.run import claim_job, fail_job, finish_job
+from circus_tasks.jobs.registration import register_job
+from circus_tasks.jobs.transitions import move_status
 from circus_tasks.statuses import ALLOWED_MOVES, JobStatus
 from circus_tasks.store.ranges import ImageRange
 from tests.conftest import race_cancel_and_start
+from tests.running import claim, fail, finish
 
 PLUGIN = "lesion-candidates@1.0.0"
 OTHER = "record@1.0.0"
@@ -188,8 +188,8 @@ def test_cancel_of_a_running_job_says_already_being_processed(
 
 def test_invalidate_from_finished_records_who_when_why(series_factory: SeriesFactory) -> None:
     job_id = register(series_factory())
-    assert claim_job(job_id, machine="m1", flow_run_id=None)
-    assert finish_job(job_id, {"results": {}})
+    assert claim(job_id, machine="m1")
+    assert finish(job_id, {"results": {}})
     job = invalidate_job(job_id, reason="series incomplete", user="carol")
     assert job.status == JobStatus.INVALIDATED
     assert job.invalidated_by == "carol" and job.invalidation_reason == "series incomplete"
@@ -235,11 +235,11 @@ def test_the_table_is_the_circus_one() -> None:
 
 def test_finish_and_fail_need_processing(series_factory: SeriesFactory) -> None:
     job_id = register(series_factory())
-    assert not finish_job(job_id, {"results": {}})
-    assert not fail_job(job_id, "boom")
-    assert claim_job(job_id, machine="m", flow_run_id=None)
-    assert not claim_job(job_id, machine="m", flow_run_id=None)
-    assert fail_job(job_id, "boom")
+    assert not finish(job_id, {"results": {}})
+    assert not fail(job_id, "boom")
+    assert claim(job_id, machine="m")
+    assert not claim(job_id, machine="m")
+    assert fail(job_id, "boom")
     job = get_job(job_id)
     assert job is not None and job.status == JobStatus.FAILED and job.error_message == "boom"
 

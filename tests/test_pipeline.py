@@ -10,33 +10,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circus_tasks.api import SeriesInput, cancel_job, get_job, register_job
-from circus_tasks.db.engine import session_scope
+from circus_tasks.api import SeriesInput, cancel_job, get_job
 from circus_tasks.errors import JobNotFoundError, PluginError, ResultsError, VolumeError
-from circus_tasks.jobs.steps import (
-    PLUGIN_LOG,
-    job_folders,
-    prepare_inputs,
-    results_folder,
-    run_main,
-    store_results,
-)
-from circus_tasks.orchestration.run import claim_job, job_execution
+from circus_tasks.jobs.folders import PLUGIN_LOG, results_folder
+from circus_tasks.jobs.steps import JobContext, prepare_inputs, run_main, store_results
+from circus_tasks.orchestration.run import job_execution
 from circus_tasks.settings import get_settings
 from circus_tasks.statuses import JobStatus
 from circus_tasks.store.importer import import_dicom
 from circus_tasks.testing.phantom import DEFAULT_BLOBS, phantom_volume
 from circus_tasks.testing.synthetic import write_series
 from circus_tasks.volume.writer import IDENTIFYING_KEYWORDS
+from tests.running import claim, register, run_steps
 
 SeriesFactory = Callable[..., str]
 
 
-def new_job(plugin: str, *series: SeriesInput | str) -> str:
-    with session_scope() as session:
-        job_id = register_job(plugin, list(series), session=session, force=True).id
-    assert claim_job(job_id, machine="test-machine", flow_run_id=None)
-    return job_id
+def new_job(plugin: str, *series: SeriesInput | str) -> JobContext:
+    context = claim(register(plugin, list(series), force=True))
+    assert context is not None
+    return context
 
 
 def test_lesion_candidates_job_end_to_end_without_prefect(home: Path, tmp_path: Path) -> None:
@@ -49,9 +42,9 @@ def test_lesion_candidates_job_end_to_end_without_prefect(home: Path, tmp_path: 
         patient_id="SECRET-ID-42",
     )
     (uid,) = import_dicom(tmp_path / "phantom").series_uids
-    job_id = new_job("lesion-candidates@1.0.0", uid)
+    job = new_job("lesion-candidates@1.0.0", uid)
 
-    inputs = prepare_inputs(job_id)
+    inputs = prepare_inputs(job)
     assert sorted(p.name for p in inputs.iterdir()) == ["0.json", "0.mhd", "0.raw"]
     header = json.loads((inputs / "0.json").read_text())
     text = (inputs / "0.json").read_text() + (inputs / "0.mhd").read_text()
@@ -59,11 +52,10 @@ def test_lesion_candidates_job_end_to_end_without_prefect(home: Path, tmp_path: 
     assert "0010,0010" not in header["common"] and len(header["unique"]) == 48
     assert len(IDENTIFYING_KEYWORDS) >= 13
 
-    run_main(job_id)
-    results = store_results(job_id)
+    results = store_results(job, run_main(job, inputs))
     candidates = results["results"]["lesionCandidates"]
     assert len(candidates) == len(DEFAULT_BLOBS)
-    stored = results_folder(job_id)
+    stored = results_folder(job.job_id)
     assert sorted(p.name for p in stored.iterdir()) == [PLUGIN_LOG, "preview.png", "results.json"]
     log = (stored / PLUGIN_LOG).read_text()
     assert "exit code 0" in log and "Found 3 candidate(s)" in log and "isolation:" in log
@@ -71,8 +63,7 @@ def test_lesion_candidates_job_end_to_end_without_prefect(home: Path, tmp_path: 
 
 def test_two_series_become_volumes_0_and_1_in_job_order(series_factory: SeriesFactory) -> None:
     a, b = series_factory(slices=3), series_factory(slices=6)
-    job_id = new_job("record@1.0.0", SeriesInput(b, "6:2:-2"), a)
-    inputs = prepare_inputs(job_id)
+    inputs = prepare_inputs(new_job("record@1.0.0", SeriesInput(b, "6:2:-2"), a))
     assert "DimSize = 8 8 3" in (inputs / "0.mhd").read_text()
     assert "DimSize = 8 8 3" in (inputs / "1.mhd").read_text()
     raw = (inputs / "0.raw").read_bytes()
@@ -80,17 +71,42 @@ def test_two_series_become_volumes_0_and_1_in_job_order(series_factory: SeriesFa
     assert list(first_slices) == [500, 300, 100]  # images 6, 4, 2 (value 100 * (n - 1))
 
 
+def test_main_processing_runs_the_plugin_on_the_folder_it_is_given(
+    series_factory: SeriesFactory, tmp_path: Path
+) -> None:
+    job = new_job("record@1.0.0", series_factory(slices=2))
+    prepare_inputs(job)  # writes 0.mhd in the job's own input folder
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "7.mhd").write_text("")
+    outputs = run_main(job, given)
+    assert outputs == job.folders.output
+    recorded = json.loads((outputs / "results.json").read_text())
+    assert recorded["results"]["volumes"] == ["7.mhd"]
+
+
+def test_post_processing_stores_the_folder_it_is_given(
+    series_factory: SeriesFactory, tmp_path: Path
+) -> None:
+    job = new_job("record@1.0.0", series_factory(slices=2))
+    run_main(job, prepare_inputs(job))
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "results.json").write_text('{"results": {"from": "given"}}')
+    assert store_results(job, given) == {"results": {"from": "given"}}
+    assert (results_folder(job.job_id) / "results.json").read_text() == (
+        '{"results": {"from": "given"}}'
+    )
+
+
 def run_job_plain(job_id: str) -> None:
     with job_execution(job_id) as run:
-        assert run.claimed
-        prepare_inputs(job_id)
-        run_main(job_id)
-        store_results(job_id)
+        assert run.context is not None
+        run_steps(run.context)
 
 
 def queued_job(plugin: str, uid: str) -> str:
-    with session_scope() as session:
-        return register_job(plugin, [uid], session=session, force=True).id
+    return register(plugin, [uid], force=True)
 
 
 @pytest.mark.parametrize(
@@ -114,7 +130,7 @@ def test_a_bad_plugin_fails_its_job_with_a_clear_message_and_stores_nothing(
     assert job.error_message is not None and re.search(message, job.error_message)
     assert not results_folder(job_id).exists()
     assert not get_settings().results_dir.exists() or not any(get_settings().results_dir.iterdir())
-    assert job_folders(job_id).log.exists()
+    assert (get_settings().jobs_dir / job_id / PLUGIN_LOG).exists()
 
 
 def test_a_broken_image_fails_pre_processing(series_factory: SeriesFactory) -> None:
@@ -127,7 +143,7 @@ def test_a_broken_image_fails_pre_processing(series_factory: SeriesFactory) -> N
         run_job_plain(job_id)
     job = get_job(job_id)
     assert job is not None and job.status == JobStatus.FAILED
-    assert not list(job_folders(job_id).input.glob("0.*"))
+    assert not list((get_settings().jobs_dir / job_id / "in").glob("0.*"))
 
 
 def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
@@ -142,14 +158,14 @@ def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
     listener = socket.create_server(("127.0.0.1", 0))
     monkeypatch.setenv("INTRUDER_PORT", str(listener.getsockname()[1]))
     Path("/tmp/circus-intruder-was-here").unlink(missing_ok=True)
-    job_id = new_job("intruder@1.0.0", series_factory())
-    inputs = prepare_inputs(job_id)
+    job = new_job("intruder@1.0.0", series_factory())
+    inputs = prepare_inputs(job)
     raw_before = (inputs / "0.raw").read_bytes()
     try:
-        run_main(job_id)
+        outputs = run_main(job, inputs)
     finally:
         listener.close()
-    attempts = store_results(job_id)["results"]["attempts"]
+    attempts = store_results(job, outputs)["results"]["attempts"]
     assert attempts["write scratch"] == "done"
     for name in (
         "write input",
@@ -160,7 +176,7 @@ def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
     ):
         assert attempts[name].startswith("refused"), (name, attempts[name])
     assert (inputs / "0.raw").read_bytes() == raw_before
-    assert not (job_folders(job_id).root / "escaped.txt").exists()
+    assert not (job.folders.root / "escaped.txt").exists()
     assert not Path("/tmp/circus-intruder-was-here").exists()
 
 
@@ -178,7 +194,7 @@ def test_a_run_that_loses_the_start_says_why(series_factory: SeriesFactory) -> N
         assert not run.claimed and run.status == JobStatus.CANCELLED
         assert run.reason == f"job {cancelled} was cancelled before it started"
     taken = queued_job("record@1.0.0", uid)
-    assert claim_job(taken, machine="elsewhere", flow_run_id=None)  # another run got there
+    assert claim(taken, machine="elsewhere")  # another run got there
     with job_execution(taken) as run:
         assert not run.claimed
         assert run.reason == f"job {taken} was not started: its status is already processing"

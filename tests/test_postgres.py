@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from circus_tasks.api import cancel_job, get_job, invalidate_job, list_jobs, register_job
+from circus_tasks.api import cancel_job, get_job, invalidate_job, list_jobs
 from circus_tasks.db.engine import reset_caches, session_scope
 from circus_tasks.errors import DuplicateJobError, JobStateError
-from circus_tasks.orchestration.run import claim_job, finish_job
+from circus_tasks.jobs.registration import register_job
 from circus_tasks.statuses import JobStatus
 from circus_tasks.testing.postgres import available, throwaway_cluster
 from tests.conftest import race_cancel_and_start
+from tests.running import claim, finish
 
 pytestmark = pytest.mark.skipif(
     not available(), reason="PostgreSQL server programs (initdb, pg_ctl, psql) are not on the PATH"
@@ -41,10 +42,10 @@ def test_jobs_on_postgres(pg_home: Path, series_factory: Callable[..., str]) -> 
     with pytest.raises(DuplicateJobError), session_scope() as session:
         register_job("lesion-candidates@1.0.0", [uid], session=session)
     assert [j.id for j in list_jobs(series_uid=uid, user="pg")] == [first]
-    assert claim_job(first, machine="pg-machine", flow_run_id=None)
+    assert claim(first, machine="pg-machine")
     with pytest.raises(JobStateError, match="already being processed"):
         cancel_job(first)
-    assert finish_job(first, {"results": {"lesionCandidates": []}})
+    assert finish(first, {"results": {"lesionCandidates": []}})
     job = invalidate_job(first, reason="test", user="pg")
     assert job.status == JobStatus.INVALIDATED
     assert get_job(first).results == {"results": {"lesionCandidates": []}}  # type: ignore[union-attr]

@@ -28,10 +28,11 @@ from circus_tasks.api import (
 from circus_tasks.db.engine import reset_caches
 from circus_tasks.errors import JobStateError
 from circus_tasks.orchestration.reconciler import reconcile_once
-from circus_tasks.statuses import INVALIDATED_STATE_NAME, JobStatus
+from circus_tasks.statuses import RUN_MIRRORS, JobStatus
 from circus_tasks.store.importer import import_dicom
 from circus_tasks.testing.synthetic import write_series
 from tests.conftest import build_plugins_dir, make_volume
+from tests.running import register
 
 pytestmark = [pytest.mark.prefect, pytest.mark.worker]
 
@@ -80,7 +81,7 @@ class Stack:
         self.workers.clear()
 
     def client(self) -> Any:
-        from circus_tasks.orchestration.dispatch import prefect_client
+        from circus_tasks.orchestration.client import prefect_client
 
         return prefect_client()
 
@@ -271,7 +272,7 @@ def test_prefect_states_mirror_cancel_and_invalidate(stack: Stack, series_uid: s
     # worker) shows it on the run when the run completes
     invalidate_job(done.id, reason="wrong series", user="dr-who")
     wait_until(
-        lambda: stack.run_state(done.id).name == INVALIDATED_STATE_NAME,
+        lambda: stack.run_state(done.id).name == RUN_MIRRORS[JobStatus.INVALIDATED].state_name,
         60,
         "Invalidated in Prefect",
     )
@@ -404,3 +405,27 @@ def test_a_finished_job_shows_its_results_as_prefect_artifacts(stack: Stack) -> 
     assert str(preview.data).startswith("data:image/png;base64,")
     files = by_key[f"{job.id}-files"]
     assert "results.json" in str(files.data) and "preview.png" in str(files.data)
+
+
+def test_each_step_is_given_the_folder_the_step_before_returned(
+    stack: Stack, series_uid: str
+) -> None:
+    """The flow in this process against the stack's server: Prefect records that
+    main-processing took pre-processing's result, and post-processing main-processing's."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.job import circus_job
+
+    job_id = register(RECORD, [series_uid], force=True)  # not dispatched: run here
+    results = circus_job(job_id)
+    job = get_job(job_id)
+    assert job is not None and job.status == JobStatus.FINISHED and job.flow_run_id
+    assert results == job.results
+    with stack.client() as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[job.flow_run_id]))
+        )
+    by_name = {run.name.rsplit("-", 1)[0]: run for run in runs}
+    pre, main, post = (by_name[n] for n in ("pre-processing", "main-processing", "post-processing"))
+    assert [i.id for i in main.task_inputs["inputs"]] == [pre.id]  # type: ignore[union-attr]
+    assert [i.id for i in post.task_inputs["outputs"]] == [main.id]  # type: ignore[union-attr]

@@ -19,7 +19,7 @@ from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Job, JobRead
 from circus_tasks.errors import DuplicateJobError
 from circus_tasks.orchestration import dispatch
-from circus_tasks.orchestration.dispatch import queue_name
+from circus_tasks.orchestration.queues import queue_name
 from circus_tasks.statuses import JobStatus
 from circus_tasks.worker import stack as stack_module
 from tests.test_stack import RECORD, Stack, series_uid, stack  # noqa: F401  (fixtures)

@@ -12,13 +12,12 @@ import pytest
 from sqlalchemy import event, func, update
 from sqlmodel import col, select
 
+from circus_tasks import api
 from circus_tasks.api import (
     JobRequest,
     SeriesInput,
     get_job,
     list_jobs,
-    register_job,
-    register_jobs,
     submit_jobs,
 )
 from circus_tasks.db.engine import get_engine, session_scope
@@ -33,7 +32,8 @@ from circus_tasks.errors import (
     PrefectUnavailableError,
     SeriesNotFoundError,
 )
-from circus_tasks.orchestration import dispatch
+from circus_tasks.jobs.registration import register_job, register_jobs
+from circus_tasks.orchestration import client as prefect_client_module
 from circus_tasks.orchestration.dispatch import dispatch_jobs
 from circus_tasks.statuses import JobStatus
 
@@ -181,7 +181,7 @@ def test_submit_jobs_without_prefect_keeps_the_valid_jobs_registered(
 def test_chunks_of_a_big_batch_see_each_other_as_duplicates(
     series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dispatch, "CHUNK", 2)
+    monkeypatch.setattr(api, "CHUNK", 2)
     a, b = series_factory(), series_factory()
     with prefect_unreachable():
         outcomes = submit_jobs(
@@ -323,10 +323,10 @@ def test_each_filter_reads_its_page_from_an_index(filters: dict[str, Any]) -> No
 def test_prefect_clients_share_one_tls_context_only_for_plain_http() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
-        first, second = dispatch.client_settings(), dispatch.client_settings()
-        assert first["verify"] is second["verify"]
-        with dispatch.prefect_client() as client:  # the client takes it as it is
+    plain, tls = "http://127.0.0.1:4200/api", "https://prefect.example.org/api"
+    first, second = (prefect_client_module.httpx_settings(plain) for _ in range(2))
+    assert first["verify"] is second["verify"]
+    with temporary_settings(updates={PREFECT_API_URL: plain}):
+        with prefect_client_module.prefect_client() as client:  # the client takes it as it is
             assert client._client._transport._pool._ssl_context is first["verify"]
-    with temporary_settings(updates={PREFECT_API_URL: "https://prefect.example.org/api"}):
-        assert dispatch.client_settings() == {}  # Prefect's own certificate handling
+    assert prefect_client_module.httpx_settings(tls) == {}  # Prefect's own certificate handling

@@ -14,6 +14,7 @@ from circus_tasks.cli.volume import VolumeArguments, parse_arguments, series_fil
 from circus_tasks.db.engine import session_scope
 from circus_tasks.errors import CircusError, InvalidRangeError, SeriesNotFoundError
 from circus_tasks.jobs.registration import SeriesInput, resolve_series
+from circus_tasks.store import slices as store_slices
 from circus_tasks.store.series import series_images
 from circus_tasks.volume.writer import write_volume
 
@@ -69,7 +70,7 @@ def test_the_sqlmodel_fallback_gives_the_same_files(
 ) -> None:
     uid = series_factory(slices=5)
     lean = series_files(f"{uid}:5:1:-2")
-    monkeypatch.setattr(volume_command, "database_url_from_environment", lambda: None)
+    monkeypatch.setattr(store_slices, "database_url_from_environment", lambda: None)
     calls: list[str] = []
     fallback = volume_command._images_from_database
     monkeypatch.setattr(

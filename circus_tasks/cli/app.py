@@ -233,7 +233,7 @@ def jobs(
 def show(job_id: str) -> None:
     """Show one job, its events and where its results are."""
     from circus_tasks.api import get_job, job_events
-    from circus_tasks.jobs.steps import results_folder
+    from circus_tasks.jobs.folders import results_folder
 
     job = get_job(job_id)
     if job is None:
@@ -285,7 +285,7 @@ def abort(job_id: str, user: Annotated[str | None, typer.Option()] = None) -> No
 @app.command()
 def results(job_id: str) -> None:
     """Print a job's results.json and the paths of its output files."""
-    from circus_tasks.jobs.steps import get_job_results
+    from circus_tasks.api import get_job_results
 
     try:
         found = get_job_results(job_id)
@@ -302,7 +302,7 @@ def results(job_id: str) -> None:
 @app.command()
 def log(job_id: str) -> None:
     """Print a job's plug-in log (runner lines and the plug-in's output)."""
-    from circus_tasks.jobs.steps import get_job_results
+    from circus_tasks.api import get_job_results
 
     try:
         found = get_job_results(job_id)

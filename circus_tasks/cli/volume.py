@@ -21,28 +21,15 @@ without importing pydicom (see :mod:`circus_tasks.volume.stored`).
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from circus_tasks.cli.deferred_imports import UNUSED_BY_PYDICOM_READING, deferred_imports
-from circus_tasks.errors import CircusError, SeriesNotFoundError
-from circus_tasks.home import database_url_from_environment, sqlite_file
+from circus_tasks.errors import CircusError
 from circus_tasks.store.ranges import AUTO, resolve_range
-from circus_tasks.volume.stored import STORED_COLUMNS, StoredSlice
+from circus_tasks.store.slices import ImageRow, SeriesSlices, image_rows_from_sqlite, pick_slices
 from circus_tasks.volume.writer import VolumeInfo, write_volume
-
-ImageRow = tuple[int, float | None, str, StoredSlice | None]
-"""An image of a series: (image number, Z of ImagePositionPatient or None, file path, the
-facts import stored or None)."""
-
-_IMAGES_QUERY = (
-    f"SELECT instance_number, z, path, {', '.join(STORED_COLUMNS)} FROM image "
-    "WHERE series_uid = ? ORDER BY instance_number, id"
-)
-_SERIES_QUERY = "SELECT 1 FROM series WHERE series_uid = ?"
 
 
 @dataclass(frozen=True)
@@ -90,10 +77,10 @@ def series_files(spec: str) -> list[Path]:
         SeriesNotFoundError: the series is not imported.
         InvalidRangeError: the range breaks the rules or names images the series lacks.
     """
-    return series_slices(spec)[0]
+    return series_slices(spec).files
 
 
-def series_slices(spec: str) -> tuple[list[Path], list[StoredSlice | None]]:
+def series_slices(spec: str) -> SeriesSlices:
     """:func:`series_files`, and the facts import stored for each file (or ``None``).
 
     Raises:
@@ -101,65 +88,24 @@ def series_slices(spec: str) -> tuple[list[Path], list[StoredSlice | None]]:
         InvalidRangeError: the range breaks the rules or names images the series lacks.
     """
     uid, _, range_text = spec.partition(":")
-    rows = _images_from_sqlite(uid)
+    rows = image_rows_from_sqlite(uid)
     if rows is None:
         rows = _images_from_database(uid)
     image_range = resolve_range(range_text or AUTO, [(row[0], row[1]) for row in rows], uid)
-    by_number = {row[0]: row for row in rows}
-    chosen = [by_number[number] for number in image_range.numbers()]
-    return [Path(row[2]) for row in chosen], [row[3] for row in chosen]
-
-
-def _images_from_sqlite(uid: str) -> list[ImageRow] | None:
-    """The series' images read with :mod:`sqlite3`, read-only, sorted by image number.
-
-    Returns:
-        ``None`` when the database is not a plain SQLite file or cannot be read this way
-        (another database, a schema without the tables yet, ...): the caller then asks
-        SQLModel, which also creates or migrates the schema.
-
-    Raises:
-        SeriesNotFoundError: no series has this UID (also when there is no database yet).
-    """
-    url = database_url_from_environment()
-    path = sqlite_file(url) if url is not None else None
-    if path is None:
-        return None
-    if not path.is_file():
-        raise SeriesNotFoundError.for_uid(uid)
-    try:
-        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
-        with closing(connection):
-            if connection.execute(_SERIES_QUERY, (uid,)).fetchone() is None:
-                raise SeriesNotFoundError.for_uid(uid)
-            found = connection.execute(_IMAGES_QUERY, (uid,)).fetchall()
-    except sqlite3.Error:
-        return None
-    return [
-        (number, z, path, StoredSlice.from_columns(dict(zip(STORED_COLUMNS, facts, strict=True))))
-        for number, z, path, *facts in found
-    ]
+    return pick_slices(rows, image_range, uid)
 
 
 def _images_from_database(uid: str) -> list[ImageRow]:
-    """The series' images through SQLModel (any database the settings name).
+    """The series' image rows through SQLModel (any database the settings name).
 
     Raises:
         SeriesNotFoundError: no series has this UID.
     """
     from circus_tasks.db.engine import session_scope
-    from circus_tasks.store.series import series_images, stored_facts
+    from circus_tasks.store.series import image_rows
 
     with session_scope() as session:
-        return [
-            (
-                image.instance_number,
-                image.z,
-                image.path,
-                stored_facts(image),
-            )
-            for image in series_images(uid, session=session)
-        ]
+        return image_rows(uid, session=session)
 
 
 def run_volume(arguments: VolumeArguments) -> VolumeInfo:
@@ -172,16 +118,16 @@ def run_volume(arguments: VolumeArguments) -> VolumeInfo:
     Raises:
         CircusError: the series, the range, the files or the output folder is not usable.
     """
-    files, stored = series_slices(arguments.series_spec)
+    slices = series_slices(arguments.series_spec)
     # pydicom is imported only if the volume must be parsed (inside write_volume).
     with deferred_imports(UNUSED_BY_PYDICOM_READING):
         return write_volume(
-            files,
+            slices.files,
             arguments.out_dir,
             0,
             include_private=arguments.include_private,
             processes=min(2, _usable_cpus()),
-            stored=stored,
+            stored=slices.stored,
         )
 
 

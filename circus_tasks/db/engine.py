@@ -96,6 +96,10 @@ def get_engine() -> Engine:
     return _engine_for(get_settings().db_url)
 
 
+CHUNK = 500
+"""Rows per statement when many jobs are read or updated at once (an ``IN`` list)."""
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""

@@ -18,25 +18,23 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import update
 from sqlmodel import col, select
 
-from circus_tasks.api import age_seconds, move_status
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Job, utcnow
-from circus_tasks.orchestration.dispatch import (
-    prefect_client,
-    try_dispatch_jobs,
-    try_mirror_state,
-    unreachable_errors,
-)
+from circus_tasks.jobs import transitions
+from circus_tasks.jobs.queries import age_seconds
+from circus_tasks.orchestration.client import prefect_client, unreachable_errors
+from circus_tasks.orchestration.dispatch import try_dispatch_jobs
+from circus_tasks.orchestration.mirror import try_mirror_state
 from circus_tasks.orchestration.run import PREFECT_USER, fail_job
 from circus_tasks.settings import get_settings
 from circus_tasks.statuses import (
-    INVALIDATED_STATE_NAME,
     PREFECT_CANCEL_TYPES,
+    RUN_MIRRORS,
     JobStatus,
     job_status_for,
+    run_mirror,
 )
 
 log = logging.getLogger(__name__)
@@ -73,7 +71,7 @@ def reconcile_once() -> list[str]:
         mirrored = list(
             session.exec(
                 select(Job).where(
-                    col(Job.status).in_([JobStatus.CANCELLED, JobStatus.INVALIDATED]),
+                    col(Job.status).in_(list(RUN_MIRRORS)),
                     col(Job.updated_at) >= recent,
                     col(Job.flow_run_id).is_not(None),
                 )
@@ -145,12 +143,7 @@ def reconcile_once() -> list[str]:
         run = runs.get(job.flow_run_id or "")
         if run is None or run.state is None:
             continue
-        needs = (job.status == JobStatus.CANCELLED and not run.state.is_final()) or (
-            job.status == JobStatus.INVALIDATED
-            and run.state.is_completed()
-            and run.state.name != INVALIDATED_STATE_NAME
-        )
-        if needs:
+        if run_mirror(job.status, run.state.type, run.state.name) is not None:
             try_mirror_state(job.id)
             actions.append(f"{job.id}: Prefect state set to {job.status}")
     return actions
@@ -158,26 +151,13 @@ def reconcile_once() -> list[str]:
 
 def _mark_aborted(job_id: str, who: str) -> str:
     with session_scope() as session:
-        session.execute(
-            update(Job)
-            .where(col(Job.id) == job_id, col(Job.abort_requested_by).is_(None))
-            .values(abort_requested_by=who)
-        )
+        transitions.mark_abort(job_id, who, session=session)
     return who
 
 
 def _end_queued(job: Job, to: JobStatus, reason: str) -> list[str]:
     with session_scope() as session:
-        won = move_status(
-            job.id,
-            JobStatus.IN_QUEUE,
-            to,
-            session=session,
-            by="reconciler",
-            reason=reason,
-            error_message=reason if to == JobStatus.FAILED else None,
-            finished_at=utcnow(),
-        )
+        won = transitions.end_queued(job.id, to, reason, by="reconciler", session=session)
     return [f"{job.id}: {to} ({reason})"] if won else []
 
 

@@ -1,5 +1,5 @@
 """What happens around a job's run on a machine: the machine lock, the start-or-cancel
-decision, heartbeats, and the final status.
+decision, heartbeats, and the job failed with a readable reason if the run raises.
 """
 
 from __future__ import annotations
@@ -9,22 +9,20 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from filelock import FileLock
-from sqlalchemy import update
 from sqlalchemy.engine import make_url
-from sqlmodel import col
 
-from circus_tasks.api import move_status
 from circus_tasks.db.engine import session_scope
-from circus_tasks.db.models import Job, utcnow
+from circus_tasks.db.models import Job
 from circus_tasks.errors import CircusError, JobNotFoundError
+from circus_tasks.jobs import transitions
+from circus_tasks.jobs.steps import JobContext, claim_job
+from circus_tasks.orchestration.client import prefect_client, unreachable_errors
 from circus_tasks.settings import get_settings
-from circus_tasks.statuses import PREFECT_CANCEL_TYPES, JobStage, JobStatus
+from circus_tasks.statuses import PREFECT_CANCEL_TYPES, JobStatus
 
 log = logging.getLogger(__name__)
-
 
 PREFECT_USER = "a Prefect UI or API user"
 """Who aborted a running job whose flow run was cancelled in Prefect, not through CIRCUS."""
@@ -42,60 +40,6 @@ def machine_lock(machine: str) -> Iterator[None]:
         yield
 
 
-def claim_job(job_id: str, *, machine: str, flow_run_id: str | None) -> bool:
-    """The start-or-cancel decision: atomically move ``in_queue -> processing``.
-
-    Returns:
-        ``True`` if this run may process the job; ``False`` if it was cancelled (or otherwise
-        left ``in_queue``) first.
-    """
-    now = utcnow()
-    values: dict[str, Any] = {
-        "machine": machine,
-        "started_at": now,
-        "heartbeat_at": now,
-        "stage": JobStage.PRE,
-    }
-    with session_scope() as session:
-        won = move_status(
-            job_id,
-            JobStatus.IN_QUEUE,
-            JobStatus.PROCESSING,
-            session=session,
-            by=f"machine:{machine}",
-            reason="execution started",
-            prefect_state="RUNNING",
-            **values,
-        )
-        if won and flow_run_id:
-            session.execute(
-                update(Job)
-                .where(col(Job.id) == job_id, col(Job.flow_run_id).is_(None))
-                .values(flow_run_id=flow_run_id)
-            )
-    return won
-
-
-def set_stage(job_id: str, stage: JobStage) -> None:
-    """Record which part of the job runs now."""
-    with session_scope() as session:
-        session.execute(
-            update(Job)
-            .where(col(Job.id) == job_id, col(Job.status) == JobStatus.PROCESSING)
-            .values(stage=stage, updated_at=utcnow())
-        )
-
-
-def beat(job_id: str) -> None:
-    """Record that the job's process is alive."""
-    with session_scope() as session:
-        session.execute(
-            update(Job)
-            .where(col(Job.id) == job_id, col(Job.status) == JobStatus.PROCESSING)
-            .values(heartbeat_at=utcnow())
-        )
-
-
 @contextmanager
 def heartbeat(job_id: str, every: float | None = None) -> Iterator[None]:
     """Beat from a background thread while the block runs."""
@@ -105,7 +49,8 @@ def heartbeat(job_id: str, every: float | None = None) -> Iterator[None]:
     def loop() -> None:
         while not stop.wait(period):
             try:
-                beat(job_id)
+                with session_scope() as session:
+                    transitions.beat(job_id, session=session)
             except Exception:  # a missed beat is retried; the reconciler tolerates several
                 log.exception("heartbeat of job %s failed", job_id)
 
@@ -118,53 +63,20 @@ def heartbeat(job_id: str, every: float | None = None) -> Iterator[None]:
         thread.join()
 
 
-def finish_job(job_id: str, results: dict[str, Any]) -> bool:
-    """``processing -> finished`` with the results."""
-    with session_scope() as session:
-        return move_status(
-            job_id,
-            JobStatus.PROCESSING,
-            JobStatus.FINISHED,
-            session=session,
-            reason="results stored",
-            prefect_state="COMPLETED",
-            results=results,
-            stage=None,
-            finished_at=utcnow(),
-        )
-
-
 def fail_job(
     job_id: str, message: str, *, by: str | None = None, prefect_state: str = "FAILED"
 ) -> bool:
-    """``processing -> failed`` with a readable error message."""
+    """``processing -> failed`` with a readable message, in a session of its own."""
     with session_scope() as session:
-        return move_status(
-            job_id,
-            JobStatus.PROCESSING,
-            JobStatus.FAILED,
-            session=session,
-            by=by,
-            reason=message,
-            prefect_state=prefect_state,
-            error_message=message,
-            finished_at=utcnow(),
+        return transitions.fail(
+            job_id, message, session=session, by=by, prefect_state=prefect_state
         )
-
-
-def aborted_by(job_id: str) -> str | None:
-    """Who asked to abort the job, if anyone did."""
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        return job.abort_requested_by if job else None
 
 
 def _cancelled_in_prefect(flow_run_id: str | None) -> bool:
     """Whether the flow run was moved to Cancelling/Cancelled in Prefect (UI or API)."""
     if flow_run_id is None:
         return False
-    from circus_tasks.orchestration.dispatch import prefect_client, unreachable_errors
-
     try:
         with prefect_client() as client:
             state = client.read_flow_run(flow_run_id).state
@@ -179,7 +91,11 @@ def error_message(
     """A readable message for a job that failed with ``exc`` ("aborted by USER" if it was)."""
     from prefect.exceptions import TerminationSignal
 
-    who = aborted_by(job_id) if job_id else None
+    who = None
+    if job_id:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            who = job.abort_requested_by if job else None
     if who is None and isinstance(exc, TerminationSignal):
         if _cancelled_in_prefect(flow_run_id):
             who = PREFECT_USER  # the run was cancelled in Prefect, not through CIRCUS
@@ -200,14 +116,19 @@ class Execution:
     """The outcome of the start-or-cancel decision for one flow run.
 
     Attributes:
+        context: What the run needs, when it claimed the job; ``None`` when it did not.
         status: When not claimed, the status that kept the job from starting (usually
             ``cancelled``; ``processing`` or later when another run of it got there first).
     """
 
     job_id: str
-    claimed: bool
     machine: str
+    context: JobContext | None = None
     status: JobStatus | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return self.context is not None
 
     @property
     def reason(self) -> str:
@@ -217,6 +138,27 @@ class Execution:
         if self.status == JobStatus.CANCELLED:
             return f"job {self.job_id} was cancelled before it started"
         return f"job {self.job_id} was not started: its status is already {self.status}"
+
+
+def _claim(job_id: str, machine: str, flow_run_id: str | None) -> Execution:
+    """Claim the job and read its run context in one session, or say why not.
+
+    A job whose plug-in or images are gone since registration is failed, not left queued.
+    """
+    try:
+        with session_scope() as session:
+            context = claim_job(job_id, machine=machine, flow_run_id=flow_run_id, session=session)
+            job = None if context else session.get(Job, job_id)
+            status = job.status if job is not None else None
+    except CircusError as exc:
+        with session_scope() as session:
+            transitions.claim(job_id, machine=machine, flow_run_id=flow_run_id, session=session)
+            transitions.fail(job_id, str(exc), session=session, by=f"machine:{machine}")
+        raise
+    if context is None and status is None:
+        where = make_url(get_settings().db_url).render_as_string(hide_password=True)
+        raise JobNotFoundError.for_flow_run(job_id, where)
+    return Execution(job_id, machine, context, status)
 
 
 @contextmanager
@@ -233,24 +175,13 @@ def job_execution(job_id: str, flow_run_id: str | None = None) -> Iterator[Execu
     """
     machine = get_settings().machine
     with machine_lock(machine):
-        claimed = claim_job(job_id, machine=machine, flow_run_id=flow_run_id)
-        if not claimed:
-            with session_scope() as session:
-                job = session.get(Job, job_id)
-                status = job.status if job is not None else None
-            if status is None:
-                where = make_url(get_settings().db_url).render_as_string(hide_password=True)
-                raise JobNotFoundError(
-                    f"No job {job_id} in the CIRCUS database ({where}): this "
-                    "flow run was not created by CIRCUS, or the worker uses another database "
-                    "(CIRCUS_DATABASE_URL). Submit jobs with `circus submit` or submit_job()."
-                )
-            yield Execution(job_id, False, machine, status)
+        execution = _claim(job_id, machine, flow_run_id)
+        if not execution.claimed:
+            yield execution
             return
         with heartbeat(job_id):
             try:
-                yield Execution(job_id, True, machine)
+                yield execution
             except BaseException as exc:
-                message = error_message(exc, job_id, flow_run_id)
-                fail_job(job_id, message, by=f"machine:{machine}")
+                fail_job(job_id, error_message(exc, job_id, flow_run_id), by=f"machine:{machine}")
                 raise

@@ -1,4 +1,9 @@
-"""Prefect tasks: each receives its input, calls one plain function and returns its output."""
+"""Prefect tasks: each receives its input, calls one plain function and returns its output.
+
+They pass real values: pre-processing returns the input folder, main processing takes it and
+returns the output folder, post-processing takes that. Nothing is cached: a job's steps run
+every time its flow runs.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,41 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from circus_tasks.jobs import steps as pipeline
+from circus_tasks.db.engine import session_scope
+from circus_tasks.jobs import steps, transitions
+from circus_tasks.jobs.folders import results_folder
+from circus_tasks.jobs.steps import JobContext
 from circus_tasks.orchestration.artifacts import publish_job_artifacts
-from circus_tasks.orchestration.run import finish_job, set_stage
 from circus_tasks.statuses import JobStage
 
 
-@task(name="pre-processing", retries=0)
-def pre_process(job_id: str) -> Path:
-    """Build the plug-in's input volumes."""
-    set_stage(job_id, JobStage.PRE)
-    return pipeline.prepare_inputs(job_id)
+def _stage(context: JobContext, stage: JobStage) -> None:
+    with session_scope() as session:
+        transitions.set_stage(context.job_id, stage, session=session)
 
 
-@task(name="main-processing", retries=0)
-def main_process(job_id: str, inputs: Path) -> Path:
-    """Run the plug-in on ``inputs``."""
-    set_stage(job_id, JobStage.MAIN)
-    return pipeline.run_main(job_id)
+@task(name="pre-processing", retries=0, cache_policy=NO_CACHE)
+def pre_process(context: JobContext) -> Path:
+    """Build the plug-in's input volumes; returns the input folder."""
+    _stage(context, JobStage.PRE)
+    return steps.prepare_inputs(context)
 
 
-@task(name="post-processing", retries=0)
-def post_process(job_id: str, outputs: Path) -> dict[str, Any]:
-    """Validate and store the results; the job is finished."""
-    set_stage(job_id, JobStage.POST)
-    results = pipeline.store_results(job_id)
-    publish_job_artifacts(job_id, results, pipeline.results_folder(job_id))
-    finish_job(job_id, results)
+@task(name="main-processing", retries=0, cache_policy=NO_CACHE)
+def main_process(context: JobContext, inputs: Path) -> Path:
+    """Run the plug-in on ``inputs``; returns its output folder."""
+    _stage(context, JobStage.MAIN)
+    return steps.run_main(context, inputs)
+
+
+@task(name="post-processing", retries=0, cache_policy=NO_CACHE)
+def post_process(context: JobContext, outputs: Path) -> dict[str, Any]:
+    """Validate and store the results in ``outputs``; the job is finished."""
+    _stage(context, JobStage.POST)
+    results = steps.store_results(context, outputs)
+    publish_job_artifacts(context.job_id, results, results_folder(context.job_id))
+    with session_scope() as session:
+        transitions.finish(context.job_id, results, session=session)
     return results

@@ -9,6 +9,7 @@ UTF-8 JSON, or one that breaks :data:`RESULTS_SCHEMA`. Every refusal is a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ _VALIDATOR = Draft202012Validator(RESULTS_SCHEMA)
 
 _AUTHOR_HINT = (
     "The plug-in must write a UTF-8 JSON object with a 'results' object "
-    "(see the plug-in contract, section 6 of the CIRCUS behaviour spec)."
+    "(see docs/plugin-contract.md)."
 )
 
 
@@ -173,3 +174,25 @@ def load_results(out_dir: Path) -> dict[str, Any]:
     validate_results(document, source=str(path))
     results: dict[str, Any] = document  # the schema guarantees a top-level object
     return results
+
+
+def check_output_tree(out_dir: Path) -> None:
+    """Refuse an output folder holding anything that points outside it.
+
+    Raises:
+        ResultsError: naming each symbolic link or special file found.
+    """
+    bad = []
+    for root, dirs, files in os.walk(out_dir):
+        for name in dirs + files:
+            path = Path(root) / name
+            if path.is_symlink():
+                bad.append(f"{path.relative_to(out_dir)} (symbolic link to {os.readlink(path)})")
+            elif not (path.is_dir() or path.is_file()):
+                bad.append(f"{path.relative_to(out_dir)} (not a regular file)")
+    if bad:
+        raise ResultsError(
+            "The plug-in's output holds entries that are not plain files: "
+            + ", ".join(bad)
+            + ". A plug-in may only write regular files inside its output folder."
+        )

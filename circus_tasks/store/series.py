@@ -7,6 +7,7 @@ from sqlmodel import Session, col, select
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Image, Series, SeriesRead
 from circus_tasks.errors import SeriesNotFoundError
+from circus_tasks.store.slices import ImageRow
 from circus_tasks.volume.stored import STORED_COLUMNS, StoredSlice
 
 
@@ -48,3 +49,15 @@ def stored_facts(image: Image) -> StoredSlice | None:
     """The facts import stored for an image, or ``None`` (imported before they were stored, or
     a slice that pre-processing must parse)."""
     return StoredSlice.from_columns({name: getattr(image, name) for name in STORED_COLUMNS})
+
+
+def image_rows(series_uid: str, *, session: Session) -> list[ImageRow]:
+    """:func:`series_images` as the rows :func:`~circus_tasks.store.slices.pick_slices` takes.
+
+    Raises:
+        SeriesNotFoundError: when no series has this UID.
+    """
+    return [
+        (image.instance_number, image.z, image.path, stored_facts(image))
+        for image in series_images(series_uid, session=session)
+    ]

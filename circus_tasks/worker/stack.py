@@ -14,19 +14,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from circus_tasks.orchestration.client import api_url, embedded_api_url
 from circus_tasks.settings import PROJECT_DIR, get_settings
 
 SERVER = "server"
-
-
-def embedded_api_url() -> str:
-    """The API address of the embedded server (``CIRCUS_PREFECT_PORT`` on the loopback)."""
-    return f"http://127.0.0.1:{get_settings().prefect_port}/api"
-
-
-def api_url() -> str:
-    """The Prefect API in force: ``PREFECT_API_URL``, else the embedded server's."""
-    return os.environ.get("PREFECT_API_URL") or embedded_api_url()
 
 
 def ui_url() -> str:
