@@ -151,7 +151,7 @@ def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
 ) -> None:
     import socket
 
-    from circus_tasks.plugins.runners import machine_isolation
+    from circus_tasks.plugins.sandbox import machine_isolation
 
     if not machine_isolation().namespaces:
         pytest.skip("this machine allows no namespaces (needs root or user namespaces)")

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from circus_tasks.plugins.registry import Plugin, load_manifest, run_plugin
+from circus_tasks.plugins.launch import run_plugin
+from circus_tasks.plugins.manifest import load_manifest
+from circus_tasks.plugins.registry import Plugin
 from circus_tasks.plugins.results import load_results
 from tests.plugin_inputs import write_input
 

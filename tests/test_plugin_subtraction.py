@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from circus_tasks.plugins.registry import Plugin, load_manifest, run_plugin
+from circus_tasks.plugins.launch import run_plugin
+from circus_tasks.plugins.manifest import load_manifest
+from circus_tasks.plugins.registry import Plugin
 from circus_tasks.plugins.results import load_results
 from circus_tasks.testing.phantom import DEFAULT_SPACING_XYZ, Blob, blob_volume_mm3, phantom_volume
 from tests.plugin_inputs import load_plugin_module, write_input

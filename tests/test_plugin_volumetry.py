@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from circus_tasks.plugins.registry import Plugin, load_manifest, run_plugin
+from circus_tasks.plugins.launch import run_plugin
+from circus_tasks.plugins.manifest import load_manifest
+from circus_tasks.plugins.registry import Plugin
 from circus_tasks.plugins.results import load_results
 from circus_tasks.testing.phantom import (
     DEFAULT_BLOBS,

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from circus_tasks.errors import PluginError, PluginNotFoundError
+from circus_tasks.plugins.launch import run_plugin
 from circus_tasks.plugins.manifest import load_manifest
-from circus_tasks.plugins.registry import discover_plugins, get_plugin, run_plugin
+from circus_tasks.plugins.registry import discover_plugins, get_plugin
 
 
 def write_manifest(folder: Path, manifest: dict[str, object]) -> Path:
@@ -75,29 +76,30 @@ def _cmdline(proc: Path) -> str:
 
 
 def test_a_docker_plugin_follows_the_circus_contract(home: Path, tmp_path: Path) -> None:
-    from circus_tasks.plugins.runners import docker_engine_problem, plugin_command
+    from circus_tasks.plugins.runners import docker, plugin_command
 
     plugin = get_plugin("docker-cad@2.1.0")
-    command = plugin_command(plugin, tmp_path / "job" / "in", tmp_path / "job" / "out")
+    job = tmp_path / "job"
+    command = plugin_command(plugin.manifest.runner, plugin.path, job / "in", job / "out")
     assert command[:3] == ["docker", "run", "--rm"]
     assert command[command.index("--network") + 1] == "none"
     assert f"{tmp_path}/job/in:/circus/in:ro" in command
     assert f"{tmp_path}/job/out:/circus/out" in command
     assert command[command.index("--gpus") + 1] == "all"
     assert command[-1] == "circus/mock-cad:2.1.0"
-    assert plugin.unavailable_reason() == docker_engine_problem()
+    assert plugin.unavailable_reason() == docker.unavailable_reason()
 
 
 def test_without_a_docker_engine_the_plugin_is_listed_not_runnable(
     home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from circus_tasks.plugins import runners
+    from circus_tasks.plugins.runners import docker
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no docker command at all
-    runners.docker_engine_problem.cache_clear()
+    docker.unavailable_reason.cache_clear()
     try:
         reason = get_plugin("docker-cad@2.1.0").unavailable_reason()
     finally:
-        runners.docker_engine_problem.cache_clear()
+        docker.unavailable_reason.cache_clear()
     assert reason == "no docker command on this machine"
     assert get_plugin("lesion-candidates@1.0.0").unavailable_reason() is None

@@ -8,21 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from circus_tasks.cli.output import console, jobs_table, print_error
 from circus_tasks.errors import CircusError
 
 app = typer.Typer(help="CIRCUS CS jobs on Prefect.", no_args_is_help=True, add_completion=False)
-# Not a terminal (make, CI, a pipe): wide enough for the job table all the same.
-console = Console(width=None if sys.stdout.isatty() else 160)
-
-
-def print_error(exc: Exception) -> None:
-    """Print an error the way every command reports one."""
-    console.print(f"[red]error:[/red] {escape(str(exc))}")
 
 
 def _fail(exc: Exception) -> None:
@@ -118,7 +110,7 @@ def series(
 def plugins() -> None:
     """List the plug-ins: whether each can run here and why not, and how it is fenced in."""
     from circus_tasks.plugins.registry import find_invalid_plugins, list_plugins
-    from circus_tasks.plugins.runners import machine_isolation
+    from circus_tasks.plugins.sandbox import machine_isolation
 
     table = Table("plug-in id", "runner", "time-out", "runnable here", "description")
     for p in list_plugins():
@@ -180,26 +172,6 @@ def submit(
     if wait:
         job = wait_for_job(job.id, wait)
         console.print(f"Job {job.id}: {job.status} {job.error_message or ''}")
-
-
-def jobs_table(rows: list) -> Table:  # type: ignore[type-arg]
-    """The job table the CLI and the demo print."""
-    table = Table("job id", "plug-in", "status", "stage", "machine", "prio", "series", "error")
-    for j in rows:
-        series_text = ", ".join(
-            f"{s.series_uid[-12:]}[{s.start}:{s.end}:{s.delta}]" for s in j.series
-        )
-        table.add_row(
-            j.id,
-            j.plugin_id,
-            str(j.status),
-            str(j.stage or ""),
-            j.machine or "",
-            str(j.priority),
-            series_text,
-            (j.error_message or "")[:60],
-        )
-    return table
 
 
 @app.command()

@@ -54,7 +54,7 @@ def demo_files() -> list[Path]:
 
 def run_demo(console: Console, *, timeout: float = 600) -> bool:
     """Run the demo; returns whether every job ended in its expected status."""
-    from circus_tasks.cli.app import jobs_table
+    from circus_tasks.cli.output import jobs_table
     from circus_tasks.worker.stack import ui_url
 
     report = import_dicom(*demo_files())

@@ -17,7 +17,8 @@ from sqlmodel import Session, col, select
 from circus_tasks.db.models import Job, JobSeries
 from circus_tasks.jobs import transitions
 from circus_tasks.jobs.folders import PLUGIN_LOG, JobFolders, job_folders, results_folder
-from circus_tasks.plugins.registry import Plugin, get_plugin, run_plugin
+from circus_tasks.plugins.launch import run_plugin
+from circus_tasks.plugins.registry import Plugin, get_plugin
 from circus_tasks.plugins.results import check_output_tree, load_results
 from circus_tasks.store.ranges import ImageRange
 from circus_tasks.store.series import image_rows

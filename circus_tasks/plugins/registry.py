@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from circus_tasks.errors import PluginError, PluginNotFoundError
+from circus_tasks.plugins import runners
 from circus_tasks.plugins.manifest import MANIFEST, PluginManifest, load_manifest
-from circus_tasks.plugins.runners import docker_engine_problem, machine_isolation, run_plugin
 from circus_tasks.settings import get_settings
 
 __all__ = [
@@ -18,7 +18,6 @@ __all__ = [
     "find_invalid_plugins",
     "get_plugin",
     "list_plugins",
-    "run_plugin",
     "sync_plugins",
 ]
 
@@ -32,15 +31,7 @@ class Plugin(BaseModel):
 
     def unavailable_reason(self) -> str | None:
         """``None`` if this machine can run the plug-in, else why not."""
-        if self.manifest.runner.docker is not None:
-            return docker_engine_problem()
-        return None
-
-    def isolation(self) -> str:
-        """How the plug-in is fenced in on this machine."""
-        if self.manifest.runner.docker is not None:
-            return "Docker: network none, input read-only, /circus/in and /circus/out"
-        return machine_isolation().describe()
+        return runners.unavailable_reason(self.manifest.runner)
 
 
 class InvalidPlugin(BaseModel):

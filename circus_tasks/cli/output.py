@@ -1,0 +1,42 @@
+"""How the command line prints: one console, errors, the job table."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from circus_tasks.db.models import JobRead
+
+# Not a terminal (make, CI, a pipe): wide enough for the job table all the same.
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def print_error(exc: Exception) -> None:
+    """Print an error the way every command reports one."""
+    console.print(f"[red]error:[/red] {escape(str(exc))}")
+
+
+def jobs_table(rows: Sequence[JobRead]) -> Table:
+    """The job table the CLI and the demo print."""
+    table = Table("job id", "plug-in", "status", "stage", "machine", "prio", "series", "error")
+    for j in rows:
+        series_text = ", ".join(
+            f"{s.series_uid[-12:]}[{s.start}:{s.end}:{s.delta}]" for s in j.series
+        )
+        table.add_row(
+            j.id,
+            j.plugin_id,
+            str(j.status),
+            str(j.stage or ""),
+            j.machine or "",
+            str(j.priority),
+            series_text,
+            (j.error_message or "")[:60],
+        )
+    return table

@@ -1,0 +1,109 @@
+"""Running a plug-in: its process group started in the sandbox (or a container), its output
+appended to the job's log, stopped at its time-out or when the job is interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from circus_tasks.errors import PluginError
+from circus_tasks.plugins import runners
+from circus_tasks.plugins.registry import Plugin
+from circus_tasks.plugins.runners import docker
+from circus_tasks.plugins.sandbox import (
+    SANDBOX_FAILED,
+    fence,
+    machine_isolation,
+    make_read_only,
+    make_writable,
+    with_pdeathsig,
+)
+
+
+def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path, scratch: Path) -> list[str]:
+    """The command line that runs the plug-in fenced in as far as this machine allows (a
+    container is fenced in by its engine)."""
+    runner = plugin.manifest.runner
+    command = runners.plugin_command(runner, plugin.path, in_dir, out_dir)
+    if runner.docker is not None:
+        return with_pdeathsig(command)
+    return fence(command, out_dir, scratch)
+
+
+def run_plugin(
+    plugin: Plugin, in_dir: Path, out_dir: Path, log_path: Path, scratch: Path | None = None
+) -> None:
+    """Run a plug-in in its own process group, its output appended to ``log_path``.
+
+    The input folder is read-only to it, and where the machine allows, everything but
+    ``out_dir`` and ``scratch`` (its TMPDIR and HOME, not kept). The whole process group is
+    killed at the manifest's time-out and when the caller is interrupted (Prefect cancelling the
+    flow run included).
+
+    Raises:
+        PluginError: on a non-zero exit or a time-out.
+    """
+    timeout = plugin.manifest.timeout
+    scratch = scratch or out_dir
+    command = isolated_command(plugin, in_dir, out_dir, scratch)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CIRCUS_"))}
+    env.update(TMPDIR=str(scratch), HOME=str(scratch))
+    make_read_only(in_dir)
+    try:
+        with log_path.open("a", encoding="utf-8") as log:
+            _log(log, f"start {plugin.plugin_id} (time-out {timeout} s)")
+            _log(log, f"isolation: {machine_isolation().describe()}")
+            _log(log, f"command: {' '.join(command)}")
+            process = subprocess.Popen(
+                command,
+                cwd=plugin.path,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+            try:
+                code = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _stop(plugin, process, in_dir)
+                _log(log, f"timed out after {timeout} s; process group killed")
+                raise PluginError(
+                    f"Plug-in {plugin.plugin_id} timed out after {timeout} s."
+                ) from None
+            except BaseException:
+                _stop(plugin, process, in_dir)
+                _log(log, "interrupted; process group killed")
+                raise
+            _log(log, f"exit code {code}")
+    finally:
+        make_writable(in_dir)
+    if code == SANDBOX_FAILED and machine_isolation().namespaces:
+        raise PluginError(
+            f"The sandbox of plug-in {plugin.plugin_id} could not be set up (exit {code}); "
+            "see plugin-log.txt."
+        )
+    if code != 0:
+        raise PluginError(
+            f"Plug-in {plugin.plugin_id} exited with code {code}; "
+            "its output is in plugin-log.txt (circus log JOB)."
+        )
+
+
+def _log(log: object, line: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    log.write(f"[runner] {stamp} {line}\n")  # type: ignore[attr-defined]
+    log.flush()  # type: ignore[attr-defined]
+
+
+def _stop(plugin: Plugin, process: subprocess.Popen[bytes], in_dir: Path) -> None:
+    if plugin.manifest.runner.docker is not None:
+        docker.stop(in_dir)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
