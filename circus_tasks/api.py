@@ -70,9 +70,8 @@ def submit_job(
         DuplicateJobError.
     """
     with session_scope() as session:
-        job_id = register_job(
-            plugin_id, series, priority=priority, force=force, user=user, session=session
-        ).id
+        request = JobRequest(plugin_id, list(series), priority=priority, force=force, user=user)
+        job_id = register_job(request, session=session).id
     try_dispatch_jobs([job_id])
     return require_job(job_id)
 

@@ -2,13 +2,14 @@
 
 :class:`~circus_tasks.settings.Settings` takes its defaults from here, and the lean
 ``circus volume`` path (:mod:`circus_tasks.cli.volume`) reads the database location with
-:func:`database_url_from_environment` instead of importing pydantic-settings (about 0.15 s).
+:func:`database_url_from_environment` instead of importing pydantic-settings.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, overload
 
 HOME_VARIABLE = "CIRCUS_HOME"
 DATABASE_URL_VARIABLE = "CIRCUS_DATABASE_URL"
@@ -57,3 +58,19 @@ def sqlite_file(url: str) -> Path | None:
     if not path or path == ":memory:" or "?" in path or "%" in path:
         return None
     return Path(path)
+
+
+class Subfolder:
+    """A named folder below a path attribute of the object it is read on: in a class body,
+    ``jobs_dir = Subfolder("jobs", under="home")`` makes ``obj.jobs_dir`` ``obj.home / "jobs"``.
+    """
+
+    def __init__(self, name: str, doc: str, *, under: str) -> None:
+        self.name, self.under, self.__doc__ = name, under, doc
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Subfolder: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> Path: ...
+    def __get__(self, obj: Any, owner: type) -> Subfolder | Path:
+        return self if obj is None else Path(getattr(obj, self.under)) / self.name

@@ -5,11 +5,12 @@ from __future__ import annotations
 import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from circus_tasks.home import default_database_url, default_home
+from circus_tasks.home import Subfolder, default_database_url, default_home
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 """The checkout this package runs from: holds ``flows/``, ``plugins/`` and ``prefect.yaml``."""
@@ -49,35 +50,22 @@ class Settings(BaseSettings):
         """The database URL in force."""
         return self.database_url or default_database_url(self.home)
 
-    @property
-    def dicom_dir(self) -> Path:
-        """The DICOM store: one folder per series."""
-        return self.home / "dicom"
-
-    @property
-    def jobs_dir(self) -> Path:
-        """Job working folders (input and output of each plug-in run)."""
-        return self.home / "jobs"
-
-    @property
-    def results_dir(self) -> Path:
-        """The results store: one folder per job id."""
-        return self.home / "results"
-
-    @property
-    def locks_dir(self) -> Path:
-        """Per-machine lock files."""
-        return self.home / "locks"
-
-    @property
-    def prefect_home(self) -> Path:
-        """The embedded Prefect server's data folder."""
-        return self.home / "prefect"
-
-    @property
-    def run_dir(self) -> Path:
-        """Process ids and logs of the processes ``circus up`` starts."""
-        return self.home / "run"
+    dicom_dir: ClassVar[Subfolder] = Subfolder(
+        "dicom", "The DICOM store: one folder per series.", under="home"
+    )
+    jobs_dir: ClassVar[Subfolder] = Subfolder(
+        "jobs", "Job working folders (input and output of each plug-in run).", under="home"
+    )
+    results_dir: ClassVar[Subfolder] = Subfolder(
+        "results", "The results store: one folder per job id.", under="home"
+    )
+    locks_dir: ClassVar[Subfolder] = Subfolder("locks", "Per-machine lock files.", under="home")
+    prefect_home: ClassVar[Subfolder] = Subfolder(
+        "prefect", "The embedded Prefect server's data folder.", under="home"
+    )
+    run_dir: ClassVar[Subfolder] = Subfolder(
+        "run", "Process ids and logs of the processes ``circus up`` starts.", under="home"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -6,14 +6,14 @@ from typing import Any
 
 from circus_tasks.db.engine import session_scope
 from circus_tasks.jobs import transitions
-from circus_tasks.jobs.registration import SeriesInput, register_job
+from circus_tasks.jobs.registration import JobRequest, SeriesInput, register_job
 from circus_tasks.jobs.steps import JobContext, claim_job, prepare_inputs, run_main, store_results
 
 
 def register(plugin: str, series: list[SeriesInput | str], **options: Any) -> str:
     """Register a job (no dispatch); its id."""
     with session_scope() as session:
-        return register_job(plugin, series, session=session, **options).id
+        return register_job(JobRequest(plugin, series, **options), session=session).id
 
 
 def claim(job_id: str, machine: str = "test-machine") -> JobContext | None:

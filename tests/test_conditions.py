@@ -9,7 +9,7 @@ import pytest
 
 from circus_tasks.db.engine import session_scope
 from circus_tasks.errors import InputConditionError
-from circus_tasks.jobs.registration import SeriesInput, register_job
+from circus_tasks.jobs.registration import JobRequest, SeriesInput, register_job
 from circus_tasks.store.series import get_series
 
 PLUGIN = "ct-only@1.0.0"
@@ -19,7 +19,7 @@ SeriesFactory = Callable[..., str]
 
 def register(*series: SeriesInput | str, force: bool = False) -> str:
     with session_scope() as session:
-        return register_job(PLUGIN, list(series), force=force, session=session).id
+        return register_job(JobRequest(PLUGIN, list(series), force=force), session=session).id
 
 
 def test_a_job_meeting_every_condition_is_accepted(series_factory: SeriesFactory) -> None:

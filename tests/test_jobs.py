@@ -27,7 +27,7 @@ from circus_tasks.errors import (
     PluginNotFoundError,
     SeriesNotFoundError,
 )
-from circus_tasks.jobs.registration import register_job
+from circus_tasks.jobs.registration import JobRequest, register_job
 from circus_tasks.jobs.transitions import move_status
 from circus_tasks.statuses import ALLOWED_MOVES, JobStatus
 from circus_tasks.store.ranges import ImageRange
@@ -42,7 +42,7 @@ SeriesFactory = Callable[..., str]
 
 def register(*series: SeriesInput | str, plugin: str = PLUGIN, **kwargs: object) -> str:
     with session_scope() as session:
-        return register_job(plugin, list(series), session=session, **kwargs).id  # type: ignore[arg-type]
+        return register_job(JobRequest(plugin, list(series), **kwargs), session=session).id  # type: ignore[arg-type]
 
 
 def force_status(job_id: str, status: JobStatus) -> None:

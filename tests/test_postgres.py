@@ -10,7 +10,7 @@ import pytest
 from circus_tasks.api import cancel_job, get_job, invalidate_job, list_jobs
 from circus_tasks.db.engine import reset_caches, session_scope
 from circus_tasks.errors import DuplicateJobError, JobStateError
-from circus_tasks.jobs.registration import register_job
+from circus_tasks.jobs.registration import JobRequest, register_job
 from circus_tasks.statuses import JobStatus
 from circus_tasks.testing.postgres import available, throwaway_cluster
 from tests.conftest import race_cancel_and_start
@@ -38,9 +38,11 @@ def pg_home(home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> P
 def test_jobs_on_postgres(pg_home: Path, series_factory: Callable[..., str]) -> None:
     uid = series_factory(slices=4)
     with session_scope() as session:
-        first = register_job("lesion-candidates@1.0.0", [uid], user="pg", session=session).id
+        first = register_job(
+            JobRequest("lesion-candidates@1.0.0", [uid], user="pg"), session=session
+        ).id
     with pytest.raises(DuplicateJobError), session_scope() as session:
-        register_job("lesion-candidates@1.0.0", [uid], session=session)
+        register_job(JobRequest("lesion-candidates@1.0.0", [uid]), session=session)
     assert [j.id for j in list_jobs(series_uid=uid, user="pg")] == [first]
     assert claim(first, machine="pg-machine")
     with pytest.raises(JobStateError, match="already being processed"):
@@ -57,7 +59,7 @@ def test_cancel_and_start_race_on_postgres(
     uid = series_factory()
     for _ in range(30):
         with session_scope() as session:
-            job_id = register_job("record@1.0.0", [uid], force=True, session=session).id
+            job_id = register_job(JobRequest("record@1.0.0", [uid], force=True), session=session).id
         claimed, cancelled = race_cancel_and_start(job_id)
         assert claimed != cancelled
         job = get_job(job_id)

@@ -66,7 +66,7 @@ def prefect_unreachable() -> Iterator[None]:
 def test_each_request_of_a_batch_gets_its_own_outcome(series_factory: SeriesFactory) -> None:
     uid, other = series_factory(slices=5), series_factory(slices=5)
     with session_scope() as session:
-        existing = register_job(PLUGIN, [uid], session=session).id
+        existing = register_job(JobRequest(PLUGIN, [uid]), session=session).id
     requests = [
         JobRequest(PLUGIN, [other], user="ann"),  # 0 valid
         JobRequest("nope@1.0.0", [other]),  # 1 unknown plug-in
@@ -212,7 +212,7 @@ def test_dispatch_jobs_raises_prefect_unavailable_and_leaves_jobs_alone(
 ) -> None:
     uid = series_factory()
     with session_scope() as session:
-        job_id = register_job(OTHER, [uid], session=session).id
+        job_id = register_job(JobRequest(OTHER, [uid]), session=session).id
     with prefect_unreachable(), pytest.raises(PrefectUnavailableError, match="does not answer"):
         dispatch_jobs([job_id])
     job = get_job(job_id)
@@ -225,7 +225,7 @@ def test_dispatch_jobs_asks_prefect_nothing_for_jobs_that_need_no_run(
     uid = series_factory()
     with session_scope() as session:
         has_run, cancelled = (
-            register_job(OTHER, [uid], force=True, session=session).id for _ in range(2)
+            register_job(JobRequest(OTHER, [uid], force=True), session=session).id for _ in range(2)
         )
         session.flush()
         session.execute(update(Job).where(col(Job.id) == has_run).values(flow_run_id="run-1"))
@@ -244,7 +244,7 @@ def test_list_jobs_by_patient(series_factory: SeriesFactory) -> None:
     bob = series_factory(patient_id="BOB")
     with session_scope() as session:
         ids = {
-            name: register_job(OTHER, series, force=True, session=session).id
+            name: register_job(JobRequest(OTHER, series, force=True), session=session).id
             for name, series in {
                 "ann-ct": [ann_ct],
                 "ann-both": [ann_mr, ann_ct],

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -14,12 +15,18 @@ from rich.table import Table
 from circus_tasks.cli.output import console, jobs_table, print_error
 from circus_tasks.errors import CircusError
 
+T = TypeVar("T")
+
 app = typer.Typer(help="CIRCUS CS jobs on Prefect.", no_args_is_help=True, add_completion=False)
 
 
-def _fail(exc: Exception) -> None:
-    print_error(exc)
-    raise typer.Exit(1)
+def _or_exit(call: Callable[[], T], refusal: type[Exception] = CircusError) -> T:
+    """``call()``; a ``refusal`` is printed as an error and the command exits with 1."""
+    try:
+        return call()
+    except refusal as exc:
+        print_error(exc)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -163,11 +170,11 @@ def submit(
             user=user,
         )
     except DuplicateJobError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(3) from None
     except CircusError as exc:
-        _fail(exc)
-        return
+        print_error(exc)
+        raise typer.Exit(1) from None
     console.print(f"Job [bold]{job.id}[/bold] registered ({job.status}).")
     if wait:
         job = wait_for_job(job.id, wait)
@@ -186,18 +193,13 @@ def jobs(
     """List jobs, newest first."""
     from circus_tasks.api import list_jobs
 
-    try:
-        rows = list_jobs(
-            status=status,
-            plugin_id=plugin,
-            series_uid=series_uid,
-            user=user,
-            patient_id=patient,
-            limit=limit,
-        )
-    except ValueError as exc:
-        _fail(exc)
-        return
+    filters: dict[str, Any] = {
+        "plugin_id": plugin,
+        "series_uid": series_uid,
+        "user": user,
+        "patient_id": patient,
+    }
+    rows = _or_exit(lambda: list_jobs(status=status, limit=limit, **filters), ValueError)
     console.print(jobs_table(rows))
 
 
@@ -233,11 +235,7 @@ def cancel(job_id: str, user: Annotated[str | None, typer.Option()] = None) -> N
     """Cancel a job that is still in the queue."""
     from circus_tasks.api import cancel_job
 
-    try:
-        job = cancel_job(job_id, user=user)
-    except CircusError as exc:
-        _fail(exc)
-        return
+    job = _or_exit(lambda: cancel_job(job_id, user=user))
     console.print(f"Job {job.id}: {job.status}")
 
 
@@ -246,11 +244,7 @@ def abort(job_id: str, user: Annotated[str | None, typer.Option()] = None) -> No
     """Stop a running job (it ends failed, "aborted by USER")."""
     from circus_tasks.api import abort_job
 
-    try:
-        job = abort_job(job_id, user=user)
-    except CircusError as exc:
-        _fail(exc)
-        return
+    job = _or_exit(lambda: abort_job(job_id, user=user))
     console.print(f"Job {job.id}: abort requested; the job ends failed when its process stops.")
 
 
@@ -259,11 +253,7 @@ def results(job_id: str) -> None:
     """Print a job's results.json and the paths of its output files."""
     from circus_tasks.api import get_job_results
 
-    try:
-        found = get_job_results(job_id)
-    except CircusError as exc:
-        _fail(exc)
-        return
+    found = _or_exit(lambda: get_job_results(job_id))
     console.print(f"Job {job_id}: {found.status}")
     if found.results is not None:
         console.print_json(json.dumps(found.results))
@@ -276,11 +266,7 @@ def log(job_id: str) -> None:
     """Print a job's plug-in log (runner lines and the plug-in's output)."""
     from circus_tasks.api import get_job_results
 
-    try:
-        found = get_job_results(job_id)
-    except CircusError as exc:
-        _fail(exc)
-        return
+    found = _or_exit(lambda: get_job_results(job_id))
     if found.log is None:
         console.print(f"[red]error:[/red] Job {job_id} has no plug-in log yet ({found.status}).")
         raise typer.Exit(1)
@@ -296,11 +282,7 @@ def invalidate(
     """Mark a finished job invalid."""
     from circus_tasks.api import invalidate_job
 
-    try:
-        job = invalidate_job(job_id, reason=reason, user=user)
-    except CircusError as exc:
-        _fail(exc)
-        return
+    job = _or_exit(lambda: invalidate_job(job_id, reason=reason, user=user))
     console.print(f"Job {job.id}: {job.status}")
 
 
@@ -320,11 +302,7 @@ def demo(
     """Import demo data, register jobs and show them run (needs ``circus up``)."""
     from circus_tasks.cli.demo import run_demo
 
-    try:
-        ok = run_demo(console, timeout=timeout)
-    except CircusError as exc:
-        _fail(exc)
-        return
+    ok = _or_exit(lambda: run_demo(console, timeout=timeout))
     raise typer.Exit(0 if ok else 1)
 
 
@@ -344,11 +322,7 @@ def volume_(
     # this module; both end in run_volume.
     from circus_tasks.cli.volume import VolumeArguments, run_volume, summary
 
-    try:
-        info = run_volume(VolumeArguments(series_spec, out_dir, include_private))
-    except CircusError as exc:
-        _fail(exc)
-        return
+    info = _or_exit(lambda: run_volume(VolumeArguments(series_spec, out_dir, include_private)))
     console.print(summary(info), markup=False)
 
 

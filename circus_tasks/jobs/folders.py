@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from circus_tasks.home import Subfolder
 from circus_tasks.settings import get_settings
 
 PLUGIN_LOG = "plugin-log.txt"
@@ -17,22 +19,12 @@ class JobFolders:
 
     root: Path
 
-    @property
-    def input(self) -> Path:
-        return self.root / "in"
-
-    @property
-    def output(self) -> Path:
-        return self.root / "out"
-
-    @property
-    def scratch(self) -> Path:
-        """The plug-in's TMPDIR and HOME: writable, not kept."""
-        return self.root / "tmp"
-
-    @property
-    def log(self) -> Path:
-        return self.root / PLUGIN_LOG
+    input: ClassVar[Subfolder] = Subfolder("in", "What the plug-in reads.", under="root")
+    output: ClassVar[Subfolder] = Subfolder("out", "What the plug-in writes.", under="root")
+    scratch: ClassVar[Subfolder] = Subfolder(
+        "tmp", "The plug-in's TMPDIR and HOME: writable, not kept.", under="root"
+    )
+    log: ClassVar[Subfolder] = Subfolder(PLUGIN_LOG, "The plug-in's log.", under="root")
 
 
 def job_folders(job_id: str) -> JobFolders:

@@ -191,22 +191,13 @@ def _job_rows(
     return [job, *series, event]
 
 
-def register_job(
-    plugin_id: str,
-    series: Sequence[SeriesInput | str],
-    *,
-    priority: int = 0,
-    force: bool = False,
-    user: str | None = None,
-    session: Session,
-) -> Job:
+def register_job(request: JobRequest, *, session: Session) -> Job:
     """Validate a job request and write the job ``in_queue`` (no dispatch).
 
     Raises:
         PluginNotFoundError, SeriesNotFoundError, InvalidRangeError, InputConditionError,
         DuplicateJobError.
     """
-    request = JobRequest(plugin_id, list(series), priority=priority, force=force, user=user)
     resolved, signature = _validate(request, lookups=_Lookups(session), pending={})
     rows = _job_rows(request, resolved, signature)
     session.add_all(rows)

@@ -171,25 +171,31 @@ def end_queued(job_id: str, to: JobStatus, reason: str, *, by: str, session: Ses
     )
 
 
+_USER_MOVES: dict[str, tuple[JobStatus, JobStatus]] = {
+    "cancel": (JobStatus.IN_QUEUE, JobStatus.CANCELLED),
+    "invalidate": (JobStatus.FINISHED, JobStatus.INVALIDATED),
+}
+"""The moves a user asks for by name, and the one status each may start from."""
+
+
+def _move_or_refuse(verb: str, job_id: str, *, session: Session, **fields: Any) -> None:
+    """A user's move: the job must exist and be in the move's start status, else the refusal
+    says why ("You cannot cancel this job because its status is ...")."""
+    job = _require(job_id, session)
+    from_status, to_status = _USER_MOVES[verb]
+    if not move_status(job_id, from_status, to_status, session=session, **fields):
+        session.refresh(job)
+        raise _refusal(verb, job)
+
+
 def cancel(job_id: str, *, user: str | None, session: Session) -> None:
     """``in_queue -> cancelled`` by a user.
 
     Raises:
         JobNotFoundError, JobStateError ("You cannot cancel this job because its status is X").
     """
-    job = _require(job_id, session)
-    won = move_status(
-        job_id,
-        JobStatus.IN_QUEUE,
-        JobStatus.CANCELLED,
-        session=session,
-        by=user,
-        reason=f"cancelled by {user or 'unknown user'}",
-        finished_at=utcnow(),
-    )
-    if not won:
-        session.refresh(job)
-        raise _refusal("cancel", job)
+    reason = f"cancelled by {user or 'unknown user'}"
+    _move_or_refuse("cancel", job_id, session=session, by=user, reason=reason, finished_at=utcnow())
 
 
 def invalidate(job_id: str, *, reason: str, user: str | None, session: Session) -> None:
@@ -198,11 +204,9 @@ def invalidate(job_id: str, *, reason: str, user: str | None, session: Session) 
     Raises:
         JobNotFoundError, JobStateError ("You cannot invalidate this job because ...").
     """
-    job = _require(job_id, session)
-    won = move_status(
+    _move_or_refuse(
+        "invalidate",
         job_id,
-        JobStatus.FINISHED,
-        JobStatus.INVALIDATED,
         session=session,
         by=user,
         reason=reason,
@@ -210,9 +214,6 @@ def invalidate(job_id: str, *, reason: str, user: str | None, session: Session) 
         invalidated_at=utcnow(),
         invalidation_reason=reason,
     )
-    if not won:
-        session.refresh(job)
-        raise _refusal("invalidate", job)
 
 
 def mark_abort(job_id: str, who: str, *, session: Session) -> bool:

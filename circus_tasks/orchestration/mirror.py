@@ -7,6 +7,8 @@ again by the reconciler.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Job
@@ -17,14 +19,19 @@ from circus_tasks.statuses import JobStatus, run_mirror
 log = logging.getLogger(__name__)
 
 
-def _job_with_run(job_id: str) -> Job | None:
-    """The job, detached from its session, if it exists and has a flow run."""
+def _on_run(job_id: str, act: Callable[[Job, Any], None]) -> None:
+    """``act(job, client)`` if the job exists and has a flow run.
+
+    Raises:
+        PrefectUnavailableError: when Prefect does not answer.
+    """
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None or job.flow_run_id is None:
-            return None
+            return
         session.expunge(job)
-        return job
+    with prefect_calls() as client:
+        act(job, client)
 
 
 def mirror_state(job_id: str) -> None:
@@ -36,15 +43,10 @@ def mirror_state(job_id: str) -> None:
     """
     from prefect.client.schemas.objects import State, StateType
 
-    job = _job_with_run(job_id)
-    if job is None:
-        return
-    with prefect_calls() as client:
+    def show(job: Job, client: Any) -> None:
         run = client.read_flow_run(job.flow_run_id)
-        if run.state is None:
-            return
-        mirror = run_mirror(job.status, run.state.type, run.state.name)
-        if mirror is None:
+        mirror = run.state and run_mirror(job.status, run.state.type, run.state.name)
+        if not mirror:
             return
         message = (
             job.invalidation_reason
@@ -53,6 +55,8 @@ def mirror_state(job_id: str) -> None:
         )
         state = State(type=StateType(mirror.state_type), name=mirror.state_name, message=message)
         client.set_flow_run_state(job.flow_run_id, state, force=True)
+
+    _on_run(job_id, show)
 
 
 def request_cancellation(job_id: str) -> None:
@@ -63,13 +67,11 @@ def request_cancellation(job_id: str) -> None:
     """
     from prefect.states import Cancelling
 
-    job = _job_with_run(job_id)
-    if job is None:
-        return
-    with prefect_calls() as client:
-        client.set_flow_run_state(
-            job.flow_run_id, Cancelling(message=f"aborted by {job.abort_requested_by}"), force=True
-        )
+    def cancel(job: Job, client: Any) -> None:
+        message = f"aborted by {job.abort_requested_by}"
+        client.set_flow_run_state(job.flow_run_id, Cancelling(message=message), force=True)
+
+    _on_run(job_id, cancel)
 
 
 def try_mirror_state(job_id: str) -> None:

@@ -16,44 +16,47 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
     CTImageStorage,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEGBaseline8Bit,
-    JPEGLosslessSV1,
     MRImageStorage,
-    RLELossless,
     SecondaryCaptureImageStorage,
     generate_uid,
 )
+
+from circus_tasks.testing.encoding import SUPPORTED_TRANSFER_SYNTAXES, encode
 
 __all__ = ["PRIVATE_CREATOR", "SUPPORTED_TRANSFER_SYNTAXES", "write_series"]
 
 PRIVATE_CREATOR = "CIRCUS SYNTHETIC"
 """Private creator of the one private block (group 0009) every synthetic file carries."""
 
-SUPPORTED_TRANSFER_SYNTAXES: tuple[str, ...] = (
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    DeflatedExplicitVRLittleEndian,
-    RLELossless,
-    JPEGLosslessSV1,
-    JPEGBaseline8Bit,
-)
-"""Transfer syntaxes :func:`write_series` can write. pydicom encodes RLE and deflates; it has
-no JPEG encoder, so JPEG Lossless (process 14, first-order prediction) and JPEG Baseline
-(8-bit volumes only, lossy) frames are made by ``imagecodecs`` (a benchmark extra) and
-encapsulated by pydicom."""
-
 _SOP_CLASSES: dict[str, UID] = {"CT": CTImageStorage, "MR": MRImageStorage}
 _DTYPES = (np.uint8, np.int8, np.uint16, np.int16)
+
+_IDENTIFYING: dict[str, str] = {
+    "InstitutionName": "Synthetic General Hospital",
+    "InstitutionAddress": "1 Phantom Road, Voxelton",
+    "ReferringPhysicianName": "Referrer^Rita",
+    "InstitutionalDepartmentName": "Radiology",
+    "PhysiciansOfRecord": "Record^Rob",
+    "PerformingPhysicianName": "Performer^Pat",
+    "NameOfPhysiciansReadingStudy": "Reader^Ray",
+    "OperatorsName": "Operator^Olga",
+    "PatientBirthDate": "19700101",
+    "PatientSex": "O",
+    "RequestingPhysician": "Requester^Ruth",
+    "RequestingService": "Oncology",
+}
+"""Identifying attributes every synthetic slice carries, besides the patient's name and ID."""
+
+_ACQUISITION: dict[str, dict[str, str]] = {
+    "CT": {"KVP": "120"},
+    "MR": {"ScanningSequence": "SE", "SequenceVariant": "NONE", "ScanOptions": ""}
+    | {"MRAcquisitionType": "3D", "MagneticFieldStrength": "3"},
+}
 
 
 def write_series(
@@ -146,28 +149,18 @@ def write_series(
     if len(zs) != n_slices:
         raise ValueError(f"{len(zs)} Z positions given for {n_slices} slices")
 
-    shared = _SeriesAttributes(
-        series_uid=series_uid or generate_uid(),
-        study_uid=study_uid or generate_uid(),
-        frame_of_reference_uid=generate_uid(),
-        modality=modality,
-        patient_id=patient_id,
-        patient_name=patient_name,
-        series_description=series_description,
-        series_date=series_date,
-        pixel_spacing=pixel_spacing,
-        slice_spacing=slice_spacing,
-        rescale=rescale
-        if rescale is not None
-        else ((1.0, -1024.0) if modality == "CT" else (1.0, 0.0)),
-    )
+    if rescale is None:
+        rescale = (1.0, -1024.0) if modality == "CT" else (1.0, 0.0)
+    uids = (series_uid or generate_uid(), study_uid or generate_uid(), generate_uid())
+    text = (modality, patient_id, patient_name, series_description, series_date)
+    shared = _SeriesAttributes(*uids, *text, pixel_spacing, slice_spacing, rescale)
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for index, (number, z) in enumerate(zip(numbers, zs, strict=True)):
         ds = _slice_dataset(shared, volume[index], number, z)
         for keyword, value in (extra or {}).items():
             setattr(ds, keyword, value(index) if callable(value) else value)
-        _encode(ds, volume[index], transfer_syntax)
+        encode(ds, volume[index], transfer_syntax)
         path = folder / f"{number:05d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
@@ -222,21 +215,11 @@ def _slice_dataset(shared: _SeriesAttributes, pixels: np.ndarray, number: int, z
     ds.Modality = shared.modality
     ds.Manufacturer = "CIRCUS synthetic phantom"
     # Identifying attributes: all filled, so tests can prove the plug-in input drops them.
-    ds.InstitutionName = "Synthetic General Hospital"
-    ds.InstitutionAddress = "1 Phantom Road, Voxelton"
+    for keyword, text in _IDENTIFYING.items():
+        setattr(ds, keyword, text)
     ds.InstitutionCodeSequence = [_code_item("SGH", "99CIRCUS", "Synthetic General Hospital")]
-    ds.ReferringPhysicianName = "Referrer^Rita"
-    ds.InstitutionalDepartmentName = "Radiology"
-    ds.PhysiciansOfRecord = "Record^Rob"
-    ds.PerformingPhysicianName = "Performer^Pat"
-    ds.NameOfPhysiciansReadingStudy = "Reader^Ray"
-    ds.OperatorsName = "Operator^Olga"
     ds.PatientName = shared.patient_name
     ds.PatientID = shared.patient_id
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "O"
-    ds.RequestingPhysician = "Requester^Ruth"
-    ds.RequestingService = "Oncology"
     # A sequence whose item holds an identifying attribute, and one that holds none.
     other_id = Dataset()
     other_id.PatientID = f"{shared.patient_id}-ALT"
@@ -245,14 +228,8 @@ def _slice_dataset(shared: _SeriesAttributes, pixels: np.ndarray, number: int, z
     ds.AnatomicRegionSequence = [_code_item("51185008", "SCT", "Thorax")]
     ds.StudyDescription = "synthetic study"
     ds.SeriesDescription = shared.series_description
-    if shared.modality == "CT":
-        ds.KVP = "120"
-    elif shared.modality == "MR":
-        ds.ScanningSequence = "SE"
-        ds.SequenceVariant = "NONE"
-        ds.ScanOptions = ""
-        ds.MRAcquisitionType = "3D"
-        ds.MagneticFieldStrength = "3"
+    for keyword, text in _ACQUISITION.get(shared.modality, {}).items():
+        setattr(ds, keyword, text)
     ds.SliceThickness = shared.slice_spacing
     ds.StudyInstanceUID = shared.study_uid
     ds.SeriesInstanceUID = shared.series_uid
@@ -280,34 +257,3 @@ def _slice_dataset(shared: _SeriesAttributes, pixels: np.ndarray, number: int, z
 
     ds.set_pixel_data(pixels, "MONOCHROME2", pixels.dtype.itemsize * 8, generate_instance_uid=False)
     return ds
-
-
-def _encode(ds: Dataset, pixels: np.ndarray, transfer_syntax: str) -> None:
-    """Switch the dataset from native little-endian pixel data to ``transfer_syntax``."""
-    if transfer_syntax == RLELossless:
-        ds.compress(RLELossless, pixels, generate_instance_uid=False)
-        return
-    if transfer_syntax in (JPEGLosslessSV1, JPEGBaseline8Bit):
-        ds.PixelData = encapsulate([_jpeg_frame(pixels, transfer_syntax)])
-        ds["PixelData"].VR = "OB"
-    if transfer_syntax == ExplicitVRBigEndian:
-        ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
-    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
-
-
-def _jpeg_frame(pixels: np.ndarray, transfer_syntax: str) -> bytes:
-    """One slice as a JPEG Lossless (process 14, SV1) or JPEG Baseline frame."""
-    try:
-        import imagecodecs
-    except ImportError:
-        raise ValueError(
-            f"transfer syntax {transfer_syntax} needs imagecodecs to encode the frames: "
-            "pip install imagecodecs (in the bench extras)"
-        ) from None
-    if transfer_syntax == JPEGBaseline8Bit:
-        if pixels.dtype != np.uint8:
-            raise ValueError(f"JPEG Baseline holds 8-bit unsigned pixels, not {pixels.dtype}")
-        return bytes(imagecodecs.jpeg8_encode(pixels, level=90))
-    # the stored bits as they are (two's complement for signed pixels), as DICOM stores them
-    bits = 8 * pixels.itemsize
-    return bytes(imagecodecs.ljpeg_encode(pixels.view(f"u{pixels.itemsize}"), bitspersample=bits))
