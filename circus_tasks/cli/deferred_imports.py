@@ -1,8 +1,8 @@
 """Importing a library without loading the parts of it a command never touches.
 
 ``import pydicom`` also imports ``requests`` and ``urllib.request`` (to download its test
-files) and builds ``pydicom.examples`` (looking up a dozen test files on disk): about 45 ms of
-the ~0.2 s the import takes here, none of it needed to read a series. Inside
+files) and builds ``pydicom.examples`` (looking up a dozen test files on disk), none of it
+needed to read a series (the cost: benchmarks/README.md). Inside
 :func:`deferred_imports`, importing one of the named modules gives a module object whose
 code runs on its first use (the standard library's :class:`importlib.util.LazyLoader`), so a
 module that is only imported, never used, costs nothing; a module that is used behaves as

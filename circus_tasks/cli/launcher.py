@@ -1,7 +1,7 @@
 """The ``circus`` console script: a small router in front of the typer application.
 
-Starting the full command line costs about half a second of imports (typer, rich, settings,
-SQLAlchemy, ...). ``circus volume`` with well-formed arguments is timed against dcm2niix as a
+Starting the full command line imports typer, rich, settings, SQLAlchemy and more (their cost:
+benchmarks/README.md). ``circus volume`` with well-formed arguments is timed against dcm2niix as a
 whole process, so it goes to :mod:`circus_tasks.cli.volume`, which imports only what the
 conversion needs; every other command line, including ``circus volume --help`` and malformed
 ``volume`` arguments, goes to :data:`circus_tasks.cli.app.app`.
@@ -41,8 +41,7 @@ def run() -> NoReturn:
     The typer application ends the process itself. When :func:`main` returns (the lean
     ``volume`` path has written and renamed its files, or printed its error), the process
     flushes its output, runs the functions registered with :mod:`atexit` and ends without
-    the interpreter's teardown, which would spend 30-50 ms freeing numpy and pydicom module by
-    module for nobody.
+    the interpreter's teardown, which would free numpy and pydicom module by module for nobody.
     """
     code = main()
     sys.stdout.flush()

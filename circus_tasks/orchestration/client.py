@@ -1,7 +1,7 @@
 """The one way this package talks to Prefect's API: which server, and a client for it.
 
-Prefect is imported inside the functions: it costs seconds to import, and most commands and
-every plug-in process never need it.
+Prefect is imported inside the functions: it is slow to import, and most commands and every
+plug-in process never need it.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Warm flow-run processes: a pre-loaded "zygote" forks one child per flow run.
 
 A stock process worker starts every flow run in a new interpreter that imports Prefect and
-loads the flow (~3-4 s here). ``circus worker`` starts this zygote once per machine: it imports
-Prefect and the job flow, then waits on a Unix socket. The deployment's command is
-:mod:`circus_tasks.worker.warm_client`, a small standard-library program that hands the zygote its
-standard streams and environment; the zygote forks, the child runs the flow run exactly as
-``python -m prefect.engine`` would (minus the imports), and the client exits with the child's
-exit code. Signals to the client reach the child; if the client dies, the child stops too.
+loads the flow (seconds a run: benchmarks/README.md). ``circus worker`` starts this zygote once
+per machine: it imports Prefect and the job flow, then waits on a Unix socket. The deployment's
+command is :mod:`circus_tasks.worker.warm_client`, a small standard-library program that hands
+the zygote its standard streams and environment; the zygote forks, the child runs the flow run
+exactly as ``python -m prefect.engine`` would (minus the imports), and the client exits with
+the child's exit code. Signals to the client reach the child; if the client dies, the child
+stops too.
 
 Run as ``python -m circus_tasks.worker.warm SOCKET``.
 """
@@ -67,7 +68,7 @@ def run_flow_run(flow: Any) -> int:
     flow_run_id = UUID(os.environ["PREFECT__FLOW_RUN_ID"])
     configure_from_env()
     # Prefect's own flow heartbeat thread sleeps in one-second steps and is joined at the end of
-    # every run (~0.5-1 s a job). Our jobs beat in our table and the reconciler marks dead runs
+    # every run. Our jobs beat in our table and the reconciler marks dead runs
     # Crashed in Prefect, so the run does without it.
     no_heartbeat = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
     try:

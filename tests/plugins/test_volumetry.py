@@ -25,7 +25,7 @@ from circus_tasks.testing.phantom import (
 )
 from tests.plugin_inputs import load_plugin_module, write_input
 
-PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "volumetry"
+PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "volumetry"
 PLUGIN_FILE = PLUGIN_DIR / "volumetry.py"
 VOXEL_MM3 = float(np.prod(DEFAULT_SPACING_XYZ))
 

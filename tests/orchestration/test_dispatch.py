@@ -1,5 +1,5 @@
 """``submit_jobs`` through a real Prefect server (started for this module the way
-``tests/test_stack.py`` starts its own; no worker runs, so the flow runs just queue)."""
+``tests/worker/test_stack.py`` starts its own; no worker runs, so the flow runs just queue)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from circus_tasks.orchestration import dispatch
 from circus_tasks.orchestration.queues import queue_name
 from circus_tasks.statuses import JobStatus
 from circus_tasks.worker import stack as stack_module
-from tests.test_stack import RECORD, Stack, series_uid, stack  # noqa: F401  (fixtures)
+from tests.worker.test_stack import RECORD, Stack, series_uid, stack  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.prefect, pytest.mark.worker]
 

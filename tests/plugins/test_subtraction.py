@@ -19,7 +19,7 @@ from circus_tasks.plugins.results import load_results
 from circus_tasks.testing.phantom import DEFAULT_SPACING_XYZ, Blob, blob_volume_mm3, phantom_volume
 from tests.plugin_inputs import load_plugin_module, write_input
 
-PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "subtraction"
+PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "subtraction"
 PLUGIN_FILE = PLUGIN_DIR / "subtraction.py"
 
 NEW_BLOB = Blob(center_zyx=(20.0, 45.0, 50.0), radius_mm=6.0, value=1024 + 400)

@@ -18,7 +18,7 @@ from circus_tasks.plugins.registry import Plugin
 from circus_tasks.plugins.results import load_results
 from tests.plugin_inputs import write_input
 
-PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "hu-histogram"
+PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "hu-histogram"
 PLUGIN_FILE = PLUGIN_DIR / "hu_histogram.py"
 SPACING = (0.7, 0.7, 2.0)
 BIN_STARTS = list(range(-1000, 2000, 100))

@@ -31,8 +31,8 @@ from circus_tasks.testing.synthetic import write_series
 from circus_tasks.volume import writer as volume_module
 from circus_tasks.volume.stored import STORED_COLUMNS, StoredSlice, split_headers
 from circus_tasks.volume.writer import write_volume
-from tests.test_pipeline import new_job
-from tests.test_volume import IDENTIFYING_KEYS, _header_keys
+from tests.jobs.test_steps import new_job
+from tests.volume.test_writer import IDENTIFYING_KEYS, _header_keys
 
 SeriesFactory = Callable[..., str]
 

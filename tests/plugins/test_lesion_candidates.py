@@ -25,7 +25,7 @@ from circus_tasks.testing.phantom import (
 from tests.plugin_inputs import load_plugin_module
 from tests.plugin_inputs import write_input as write_plugin_input
 
-PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins" / "lesion-candidates"
+PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "lesion-candidates"
 PLUGIN_FILE = PLUGIN_DIR / "lesion_candidates.py"
 
 
