@@ -1,6 +1,6 @@
 """Test helper: write a plug-in input folder (``N.raw``, ``N.mhd``, ``N.json``) and load plug-ins.
 
-The files follow the plug-in contract (section 6 of the CIRCUS behaviour spec), so the shipped
+The files follow the plug-in contract (``docs/plugin-contract.md``), so the shipped
 plug-ins can be run on generated volumes whose right answer is known.
 """
 

@@ -3,7 +3,7 @@
 Keys are ``gggg,eeee`` in lower-case hex; numbers stay numbers, names and text become strings,
 sequences become lists of objects. Binary values, the file meta group, group lengths, Pixel
 Data, identifying attributes (at any depth) and, unless asked for, private attributes are left
-out (spec section 6).
+out (``docs/plugin-contract.md``).
 
 :class:`HeaderSplit` takes one slice header at a time and keeps only what the output needs: the
 first slice's values, and for every other slice the values that are not (or no longer) shared.
@@ -57,7 +57,7 @@ IDENTIFYING_KEYWORDS: tuple[str, ...] = (
 )
 """Attributes never written to ``N.json``, at any depth.
 
-The spec's list (institution name, address and code sequence, department, physicians of record,
+CIRCUS's list (institution name, address and code sequence, department, physicians of record,
 performing and reading physicians, operators' name, patient's name, ID and birth date,
 requesting physician and service), plus the identification sequences that name the same
 people, as CIRCUS itself drops them.

@@ -1,12 +1,13 @@
 """The plug-in input volume: one series range written as ``N.raw``, ``N.mhd`` and ``N.json``.
 
-This is the pre-processing half of the CIRCUS plug-in contract (spec section 6). The slices are
-parsed, checked and copied by :class:`~circus_tasks.volume.parsed.SliceWriter` (each header
-parsed once, uncompressed pixel data moved inside the kernel, compressed data decoded by
-pydicom). The headers feed :class:`~circus_tasks.volume.header.HeaderSplit`, which keeps only
-what ``N.json`` will hold, so memory does not grow with the series beyond the output. A long
-series can be shared between forked processes, each filling its part of the raw file and
-splitting its headers, the parts merged in order: the files are the same as with one process.
+This is the pre-processing half of the plug-in contract (``docs/plugin-contract.md``). The
+slices are parsed, checked and copied by :class:`~circus_tasks.volume.parsed.SliceWriter`
+(each header parsed once, uncompressed pixel data moved inside the kernel, compressed data
+decoded by pydicom). The headers feed :class:`~circus_tasks.volume.header.HeaderSplit`, which
+keeps only what ``N.json`` will hold, so memory does not grow with the series beyond the
+output. A long series can be shared between forked processes, each filling its part of the raw
+file and splitting its headers, the parts merged in order: the files are the same as with one
+process.
 The three files appear only when all of them were written.
 
 When import has stored the facts of every slice (see :mod:`circus_tasks.volume.stored`) and
