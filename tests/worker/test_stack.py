@@ -152,6 +152,29 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def test_up_gives_a_pool_of_the_previous_layout_the_current_command(stack: Stack) -> None:
+    """A home made before the wings has a pool whose runs start ``circus_tasks.warm_client``;
+    ``circus up`` sets today's command (the jobs of the next tests run with it)."""
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    def command() -> str:
+        with stack.client() as client:
+            pool = client.read_work_pool("circus")
+        return str(pool.base_job_template["job_configuration"]["command"])
+
+    assert command() == "python -m circus_tasks.worker.warm_client"
+    with stack.client() as client:
+        template = client.read_work_pool("circus").base_job_template
+        template["job_configuration"]["command"] = "python -m circus_tasks.warm_client"
+        client.update_work_pool("circus", WorkPoolUpdate(base_job_template=template))
+    assert command() == "python -m circus_tasks.warm_client"
+    up = subprocess.run(
+        [CIRCUS, "up", "--no-worker"], env=stack.env, capture_output=True, text=True
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert command() == "python -m circus_tasks.worker.warm_client"
+
+
 def test_twelve_jobs_two_machines_one_at_a_time_priority_first(
     stack: Stack, series_uid: str
 ) -> None:
