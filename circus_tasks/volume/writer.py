@@ -233,7 +233,10 @@ def _parse_slices(
     # The first share (with slice 1, whose position gives the spacing) stays here.
     headers, *later = map_forked(slices.take_range, _shares(len(files), processes))
     for part in later:
-        headers.merge(part)
+        # A share taken in this process (no fork: other threads run here) went on filling the
+        # same split, in order; only a forked child's split is a continuation to merge.
+        if part is not headers:
+            headers.merge(part)
     assert slices.first is not None
     positions = [slices.positions[i] for i in sorted(slices.positions)]
     return _split_common(headers), slices.first, positions

@@ -487,6 +487,19 @@ def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return made
 
 
+def test_with_other_threads_the_shares_run_here_and_write_the_same_files(
+    tmp_path: Path, forks: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from circus_tasks.volume import forked
+
+    files = _varied_series(tmp_path)
+    one = _written(write_volume(files, tmp_path / "one", 0))
+    monkeypatch.setattr(forked.threading, "active_count", lambda: 2)  # e.g. a flow run's
+    several = _written(write_volume(files, tmp_path / "several", 0, processes=3))
+    assert forks == []
+    assert several == one
+
+
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, RLELossless])
 @pytest.mark.parametrize("include_private", [False, True])
 def test_processes_write_the_same_files(

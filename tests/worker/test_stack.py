@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.prefect, pytest.mark.worker]
 
 RECORD = "record@1.0.0"
 CIRCUS = str(Path(sys.executable).parent / "circus")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -433,17 +434,18 @@ def test_a_finished_job_shows_its_results_as_prefect_artifacts(stack: Stack) -> 
 def test_each_step_is_given_the_folder_the_step_before_returned(
     stack: Stack, series_uid: str
 ) -> None:
-    """The flow in this process against the stack's server: Prefect records that
-    main-processing took pre-processing's result, and post-processing main-processing's."""
+    """The flow called in a process of its own against the stack's server: Prefect records
+    that main-processing took pre-processing's result, and post-processing main-processing's."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from flows.job import circus_job
-
     job_id = register(RECORD, [series_uid], force=True)  # not dispatched: run here
-    results = circus_job(job_id)
+    script = f"from flows.job import circus_job; circus_job({job_id!r})"
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=stack.env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
     job = get_job(job_id)
     assert job is not None and job.status == JobStatus.FINISHED and job.flow_run_id
-    assert results == job.results
     with stack.client() as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[job.flow_run_id]))
