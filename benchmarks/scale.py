@@ -88,9 +88,10 @@ def bench_submission(home: Path, jobs: int, peer_jobs: int, single_jobs: int) ->
     from prefect.deployments import run_deployment
     from sqlmodel import col, func, select
 
-    from circus_tasks.api import JobRequest, register_jobs, submit_job, submit_jobs
+    from circus_tasks.api import JobRequest, submit_job, submit_jobs
     from circus_tasks.db.engine import session_scope
     from circus_tasks.db.models import Job
+    from circus_tasks.jobs.registration import register_jobs
     from circus_tasks.settings import get_settings
 
     uid = import_series(home)

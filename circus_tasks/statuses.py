@@ -25,6 +25,22 @@ class JobStage(StrEnum):
     POST = "post"
 
 
+class RunState(StrEnum):
+    """The types of a Prefect flow run's state (``StateType.value``), named here so that this
+    module and the Prefect-free wings need not import Prefect. Never match on state *names*:
+    queued runs turn "Late" after a while."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    PAUSED = "PAUSED"
+    RUNNING = "RUNNING"
+    CANCELLING = "CANCELLING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLED = "CANCELLED"
+
+
 ALLOWED_MOVES: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.IN_QUEUE: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
     JobStatus.PROCESSING: frozenset({JobStatus.FINISHED, JobStatus.FAILED}),
@@ -43,25 +59,25 @@ IGNORED_BY_DUPLICATE_CHECK: frozenset[JobStatus] = frozenset(
 TERMINAL: frozenset[JobStatus] = frozenset(s for s, to in ALLOWED_MOVES.items() if not to)
 """Statuses a job never leaves."""
 
-PREFECT_TO_JOB: dict[str, JobStatus] = {
-    "SCHEDULED": JobStatus.IN_QUEUE,
-    "PENDING": JobStatus.IN_QUEUE,
-    "PAUSED": JobStatus.IN_QUEUE,
-    "RUNNING": JobStatus.PROCESSING,
-    "CANCELLING": JobStatus.PROCESSING,
-    "COMPLETED": JobStatus.FINISHED,
-    "FAILED": JobStatus.FAILED,
-    "CRASHED": JobStatus.FAILED,
-    "CANCELLED": JobStatus.CANCELLED,
+PREFECT_TO_JOB: dict[RunState, JobStatus] = {
+    RunState.SCHEDULED: JobStatus.IN_QUEUE,
+    RunState.PENDING: JobStatus.IN_QUEUE,
+    RunState.PAUSED: JobStatus.IN_QUEUE,
+    RunState.RUNNING: JobStatus.PROCESSING,
+    RunState.CANCELLING: JobStatus.PROCESSING,
+    RunState.COMPLETED: JobStatus.FINISHED,
+    RunState.FAILED: JobStatus.FAILED,
+    RunState.CRASHED: JobStatus.FAILED,
+    RunState.CANCELLED: JobStatus.CANCELLED,
 }
-"""What a Prefect flow run's state *type* (``StateType.value``) means for its job. Keyed by the
-type's value so that this module does not import Prefect; never match on state *names*: queued
-runs turn "Late" after a while."""
+"""What a Prefect flow run's state type means for its job."""
 
-PREFECT_CANCEL_TYPES: frozenset[str] = frozenset({"CANCELLING", "CANCELLED"})
+PREFECT_CANCEL_TYPES: frozenset[RunState] = frozenset({RunState.CANCELLING, RunState.CANCELLED})
 """Prefect state types that mean someone cancelled the run in Prefect (UI or API)."""
 
-PREFECT_FINAL_TYPES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+PREFECT_FINAL_TYPES: frozenset[RunState] = frozenset(
+    {RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED, RunState.CRASHED}
+)
 """Prefect state types a flow run never leaves by itself."""
 
 
@@ -69,18 +85,25 @@ PREFECT_FINAL_TYPES: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELL
 class RunMirror:
     """How a job status decided in CIRCUS is shown on the job's flow run."""
 
-    state_type: str
+    state_type: RunState
     """The Prefect state type set on the run."""
     state_name: str
-    replaces: frozenset[str]
+    replaces: frozenset[RunState]
     """The run state types it is set over (others are left alone)."""
+    message: str | None
+    """The state's message (``None``: the job's invalidation reason)."""
 
 
 RUN_MIRRORS: dict[JobStatus, RunMirror] = {
     JobStatus.CANCELLED: RunMirror(
-        "CANCELLED", "Cancelled", frozenset(PREFECT_TO_JOB) - PREFECT_FINAL_TYPES
+        RunState.CANCELLED,
+        "Cancelled",
+        frozenset(PREFECT_TO_JOB) - PREFECT_FINAL_TYPES,
+        "cancelled in CIRCUS before it ran",
     ),
-    JobStatus.INVALIDATED: RunMirror("COMPLETED", "Invalidated", frozenset({"COMPLETED"})),
+    JobStatus.INVALIDATED: RunMirror(
+        RunState.COMPLETED, "Invalidated", frozenset({RunState.COMPLETED}), None
+    ),
 }
 """Job statuses that our users decide and Prefect cannot know of, and how their runs show
 them. A cancelled job's run that already ended stays as it ended."""
@@ -98,7 +121,7 @@ def run_mirror(status: JobStatus, run_type: object, run_name: str | None) -> Run
 
 def job_status_for(state_type: object) -> JobStatus:
     """Our status for a Prefect ``StateType`` (or its value)."""
-    return PREFECT_TO_JOB[str(getattr(state_type, "value", state_type))]
+    return PREFECT_TO_JOB[RunState(str(getattr(state_type, "value", state_type)))]
 
 
 def can_move(current: JobStatus, new: JobStatus) -> bool:

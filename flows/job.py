@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, runtime
 from prefect.states import Cancelled
+from prefect.utilities.annotations import quote
 
+from circus_tasks.jobs.steps import JobContext
 from circus_tasks.orchestration.run import job_execution
 from circus_tasks.orchestration.tasks import main_process, post_process, pre_process
 
@@ -17,6 +19,8 @@ def circus_job(job_id: str) -> Any:
     with job_execution(job_id, runtime.flow_run.id) as run:
         if run.context is None:
             return Cancelled(message=run.reason)
-        inputs = pre_process(run.context)
-        outputs = main_process(run.context, inputs)
-        return post_process(run.context, outputs)
+        # the tasks get the context itself; quoted, Prefect does not search it for futures
+        context = cast(JobContext, quote(run.context))
+        inputs = pre_process(context)
+        outputs = main_process(context, inputs)
+        return post_process(context, outputs)

@@ -206,13 +206,11 @@ def jobs(
 @app.command()
 def show(job_id: str) -> None:
     """Show one job, its events and where its results are."""
-    from circus_tasks.api import get_job, job_events
+    from circus_tasks.api import job_events
     from circus_tasks.jobs.folders import results_folder
+    from circus_tasks.jobs.queries import require_job
 
-    job = get_job(job_id)
-    if job is None:
-        console.print(f"[red]error:[/red] No job {job_id}.")
-        raise typer.Exit(1)
+    job = _or_exit(lambda: require_job(job_id))
     console.print_json(json.dumps(job.model_dump(mode="json")))
     table = Table("at", "from", "to", "by", "reason", "prefect")
     for e in job_events(job_id):
@@ -318,8 +316,8 @@ def volume_(
 ) -> None:
     """Write one series range as a plug-in input volume (0.mhd, 0.raw, 0.json), exactly as
     pre-processing does."""
-    # The console script runs well-formed calls through volume_command.main without loading
-    # this module; both end in run_volume.
+    # The console script runs well-formed calls through circus_tasks.cli.volume.main without
+    # loading this module; both end in run_volume.
     from circus_tasks.cli.volume import VolumeArguments, run_volume, summary
 
     info = _or_exit(lambda: run_volume(VolumeArguments(series_spec, out_dir, include_private)))

@@ -68,20 +68,10 @@ def parse_arguments(args: Sequence[str]) -> VolumeArguments | None:
     return VolumeArguments(spec, Path(out_dir), include_private)
 
 
-def series_files(spec: str) -> list[Path]:
-    """The image files of ``SERIES_UID[:START:END[:DELTA]]`` in range order.
-
-    The range is resolved as job registration resolves it (no range: "auto").
-
-    Raises:
-        SeriesNotFoundError: the series is not imported.
-        InvalidRangeError: the range breaks the rules or names images the series lacks.
-    """
-    return series_slices(spec).files
-
-
 def series_slices(spec: str) -> SeriesSlices:
-    """:func:`series_files`, and the facts import stored for each file (or ``None``).
+    """The image files of ``SERIES_UID[:START:END[:DELTA]]`` in range order, and the facts
+    import stored for each (or ``None``). The range is resolved as job registration resolves
+    it (no range: "auto").
 
     Raises:
         SeriesNotFoundError: the series is not imported.

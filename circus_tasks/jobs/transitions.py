@@ -16,7 +16,7 @@ from sqlmodel import Session, col
 
 from circus_tasks.db.models import Job, JobEvent, utcnow
 from circus_tasks.errors import JobNotFoundError, JobStateError
-from circus_tasks.statuses import JobStage, JobStatus, can_move
+from circus_tasks.statuses import JobStage, JobStatus, RunState, can_move
 
 
 def move_status(
@@ -87,7 +87,7 @@ def claim(job_id: str, *, machine: str, flow_run_id: str | None, session: Sessio
         session=session,
         by=f"machine:{machine}",
         reason="execution started",
-        prefect_state="RUNNING",
+        prefect_state=RunState.RUNNING,
         machine=machine,
         started_at=now,
         heartbeat_at=now,
@@ -128,7 +128,7 @@ def finish(job_id: str, results: dict[str, Any], *, session: Session) -> bool:
         JobStatus.FINISHED,
         session=session,
         reason="results stored",
-        prefect_state="COMPLETED",
+        prefect_state=RunState.COMPLETED,
         results=results,
         stage=None,
         finished_at=utcnow(),
@@ -141,7 +141,7 @@ def fail(
     *,
     session: Session,
     by: str | None = None,
-    prefect_state: str = "FAILED",
+    prefect_state: str = RunState.FAILED,
 ) -> bool:
     """``processing -> failed`` with a readable error message."""
     return move_status(

@@ -6,7 +6,6 @@ plug-in process never need it.
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,23 +21,34 @@ def embedded_api_url() -> str:
     return f"http://127.0.0.1:{get_settings().prefect_port}/api"
 
 
+def configured_api_url() -> str | None:
+    """``PREFECT_API_URL`` as Prefect reads it (environment, profile or ``temporary_settings``)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
 def api_url() -> str:
-    """The Prefect API in force: ``PREFECT_API_URL`` if set, else the embedded server's."""
-    return os.environ.get("PREFECT_API_URL") or embedded_api_url()
+    """The Prefect API in force: Prefect's own ``PREFECT_API_URL`` if it names one, else the
+    embedded server's. The stack's processes, the clients and the UI address all use it."""
+    return configured_api_url() or embedded_api_url()
 
 
 def prefect_client() -> Any:
-    """A synchronous Prefect client for the API in force.
+    """A synchronous Prefect client for :func:`api_url` (never an ephemeral server)."""
+    from prefect.client.orchestration import SyncPrefectClient, get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
 
-    Prefect's own setting (environment, profile or ``temporary_settings``) wins; without one
-    the client reaches the embedded server, never an ephemeral one of its own.
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    url = PREFECT_API_URL.value() or api_url()
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        return get_client(sync_client=True, httpx_settings=httpx_settings(url))
+    configured = configured_api_url()
+    if configured:
+        return get_client(sync_client=True, httpx_settings=httpx_settings(configured))
+    url = embedded_api_url()
+    return SyncPrefectClient(
+        url,
+        auth_string=PREFECT_API_AUTH_STRING.value(),
+        api_key=PREFECT_API_KEY.value(),
+        httpx_settings=httpx_settings(url),
+    )
 
 
 def httpx_settings(url: str) -> dict[str, Any]:

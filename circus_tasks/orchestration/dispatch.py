@@ -23,7 +23,7 @@ from circus_tasks.jobs.queries import jobs_with_series
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
 from circus_tasks.orchestration.queues import ensure_priority_queues
 from circus_tasks.settings import get_settings
-from circus_tasks.statuses import JobStatus
+from circus_tasks.statuses import JobStatus, RunState
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _run_body(request: _RunRequest, queue: str | None, scheduled_time: datetime)
         "tags": request.tags,
         "idempotency_key": request.job_id,
         "state": {
-            "type": "SCHEDULED",
+            "type": RunState.SCHEDULED.value,
             "name": "Scheduled",
             "state_details": {"scheduled_time": scheduled_time.isoformat()},
         },
@@ -239,24 +239,3 @@ def try_dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
             "%d job(s) registered; dispatch deferred to the reconciler: %s", len(job_ids), exc
         )
         return {}
-
-
-def dispatch_job(job_id: str) -> str | None:
-    """Create the flow run of an ``in_queue`` job that has none; return its id.
-
-    Idempotent: the flow run's idempotency key is the job id, so two dispatchers that race
-    create one run.
-
-    Raises:
-        PrefectUnavailableError: when Prefect does not answer.
-    """
-    return dispatch_jobs([job_id]).get(job_id)
-
-
-def try_dispatch(job_id: str) -> str | None:
-    """:func:`dispatch_job`, leaving the job to the reconciler if Prefect does not answer."""
-    try:
-        return dispatch_job(job_id)
-    except PrefectUnavailableError as exc:
-        log.warning("Job %s registered; dispatch deferred to the reconciler: %s", job_id, exc)
-        return None

@@ -14,7 +14,7 @@ from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Job
 from circus_tasks.errors import PrefectUnavailableError
 from circus_tasks.orchestration.client import prefect_calls
-from circus_tasks.statuses import JobStatus, run_mirror
+from circus_tasks.statuses import run_mirror
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,7 @@ def mirror_state(job_id: str) -> None:
         mirror = run.state and run_mirror(job.status, run.state.type, run.state.name)
         if not mirror:
             return
-        message = (
-            job.invalidation_reason
-            if job.status == JobStatus.INVALIDATED
-            else "cancelled in CIRCUS before it ran"
-        )
+        message = mirror.message or job.invalidation_reason
         state = State(type=StateType(mirror.state_type), name=mirror.state_name, message=message)
         client.set_flow_run_state(job.flow_run_id, state, force=True)
 

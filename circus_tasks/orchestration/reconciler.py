@@ -33,6 +33,7 @@ from circus_tasks.statuses import (
     PREFECT_CANCEL_TYPES,
     RUN_MIRRORS,
     JobStatus,
+    RunState,
     job_status_for,
     run_mirror,
 )
@@ -85,7 +86,7 @@ def reconcile_once() -> list[str]:
                 f"The job's process on machine {job.machine} stopped: no heartbeat for "
                 f"{silence:.0f} s. Resubmit the job (with force) to run it again."
             )
-            if fail_job(job.id, message, by="reconciler", prefect_state="CRASHED"):
+            if fail_job(job.id, message, by="reconciler", prefect_state=RunState.CRASHED):
                 actions.append(f"{job.id}: failed (no heartbeat)")
                 _crash_run(job.flow_run_id, message)
 

@@ -20,7 +20,7 @@ from circus_tasks.jobs import transitions
 from circus_tasks.jobs.steps import JobContext, claim_job
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
 from circus_tasks.settings import get_settings
-from circus_tasks.statuses import PREFECT_CANCEL_TYPES, JobStatus
+from circus_tasks.statuses import PREFECT_CANCEL_TYPES, JobStatus, RunState
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def heartbeat(job_id: str, every: float | None = None) -> Iterator[None]:
 
 
 def fail_job(
-    job_id: str, message: str, *, by: str | None = None, prefect_state: str = "FAILED"
+    job_id: str, message: str, *, by: str | None = None, prefect_state: str = RunState.FAILED
 ) -> bool:
     """``processing -> failed`` with a readable message, in a session of its own."""
     with session_scope() as session:
@@ -143,17 +143,19 @@ class Execution:
 def _claim(job_id: str, machine: str, flow_run_id: str | None) -> Execution:
     """Claim the job and read its run context in one session, or say why not.
 
-    A job whose plug-in or images are gone since registration is failed, not left queued.
+    A job whose context cannot be read (its plug-in or images gone since registration, the
+    database failing) is failed with the reason, not left queued.
     """
     try:
         with session_scope() as session:
             context = claim_job(job_id, machine=machine, flow_run_id=flow_run_id, session=session)
             job = None if context else session.get(Job, job_id)
             status = job.status if job is not None else None
-    except CircusError as exc:
+    except Exception as exc:  # recorded on the job, then raised: the run fails with it
+        message = error_message(exc)
         with session_scope() as session:
-            transitions.claim(job_id, machine=machine, flow_run_id=flow_run_id, session=session)
-            transitions.fail(job_id, str(exc), session=session, by=f"machine:{machine}")
+            if transitions.claim(job_id, machine=machine, flow_run_id=flow_run_id, session=session):
+                transitions.fail(job_id, message, session=session, by=f"machine:{machine}")
         raise
     if context is None and status is None:
         where = make_url(get_settings().db_url).render_as_string(hide_password=True)

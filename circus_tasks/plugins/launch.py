@@ -69,13 +69,13 @@ def run_plugin(
             try:
                 code = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _stop(plugin, process, in_dir)
+                _stop(plugin, process, out_dir)
                 _log(log, f"timed out after {timeout} s; process group killed")
                 raise PluginError(
                     f"Plug-in {plugin.plugin_id} timed out after {timeout} s."
                 ) from None
             except BaseException:
-                _stop(plugin, process, in_dir)
+                _stop(plugin, process, out_dir)
                 _log(log, "interrupted; process group killed")
                 raise
             _log(log, f"exit code {code}")
@@ -99,9 +99,9 @@ def _log(log: object, line: str) -> None:
     log.flush()  # type: ignore[attr-defined]
 
 
-def _stop(plugin: Plugin, process: subprocess.Popen[bytes], in_dir: Path) -> None:
+def _stop(plugin: Plugin, process: subprocess.Popen[bytes], out_dir: Path) -> None:
     if plugin.manifest.runner.docker is not None:
-        docker.stop(in_dir)
+        docker.stop(out_dir)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -78,41 +78,22 @@ def write_series(
     rescale: tuple[float, float] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """Write a volume as one DICOM file per slice.
+    """Write a volume as one DICOM file per slice, ``folder / f"{instance_number:05d}.dcm"``.
 
-    Slice ``i`` of ``volume`` gets instance number ``instance_numbers[i]`` and is written to
-    ``folder / f"{instance_number:05d}.dcm"``. By default instance numbers run 1..n and each
-    slice sits at ``Z = (1 - instance_number) * slice_spacing``, so instance 1 is the highest
-    slice and Z falls by ``slice_spacing`` per instance. The in-plane origin centres the image
-    on the patient axis; the orientation is axial.
+    By default instance numbers run 1..n and slice ``i`` sits at ``Z = (1 - number) *
+    slice_spacing`` (instance 1 highest), axial, centred on the patient axis. CT and MR give CT
+    and MR Image Storage, other modalities Secondary Capture; ``rescale`` (slope, intercept)
+    defaults to (1, -1024) for CT and (1, 0) otherwise.
 
     Args:
-        folder: Destination folder; created if missing.
-        volume: Stored pixel values shaped (slices, rows, columns), of dtype uint8, int8,
-            uint16 or int16. Bits Allocated, Bits Stored, High Bit and Pixel Representation
-            follow the dtype.
-        instance_numbers: One Instance Number per slice; defaults to 1..n.
-        z_positions: One Z coordinate of Image Position (Patient) per slice; overrides the
-            default positions derived from the instance numbers.
-        pixel_spacing: Pixel Spacing as DICOM orders it: (row spacing, column spacing) in mm.
-        slice_spacing: Distance between consecutive instance numbers in mm; also the Slice
-            Thickness.
-        modality: "CT" and "MR" give CT / MR Image Storage; any other value gives Secondary
-            Capture Image Storage with that modality.
-        series_uid: Series Instance UID; a new one by default.
-        study_uid: Study Instance UID; a new one by default.
-        patient_id: Patient ID.
-        patient_name: Patient's Name, in DICOM ``Family^Given`` form.
-        series_description: Series Description.
-        series_date: Study, Series and Content Date (``YYYYMMDD``).
-        transfer_syntax: One of :data:`SUPPORTED_TRANSFER_SYNTAXES`. RLE Lossless is encoded
-            by pydicom's own encoder; Deflated is compressed by pydicom when writing; the JPEG
-            ones need ``imagecodecs``.
-        rescale: (Rescale Slope, Rescale Intercept); defaults to (1, -1024) for CT and (1, 0)
-            otherwise.
-        extra: More attributes by DICOM keyword, set on every file after the defaults (so they
-            can also replace defaults). A callable value is called with the slice index and
-            its result is used, which lets an attribute vary from slice to slice.
+        volume: Stored pixel values shaped (slices, rows, columns): uint8, int8, uint16 or
+            int16 (the bit and pixel representation attributes follow the dtype).
+        z_positions: One Z per slice, instead of the default positions.
+        pixel_spacing: (row spacing, column spacing) in mm, as DICOM orders it.
+        transfer_syntax: One of :data:`SUPPORTED_TRANSFER_SYNTAXES` (the JPEG ones need
+            ``imagecodecs``).
+        extra: More attributes by keyword, set after the defaults; a callable value is called
+            with the slice index.
 
     Returns:
         The written paths, in the order of the slices of ``volume``.

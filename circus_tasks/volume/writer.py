@@ -41,9 +41,9 @@ def __getattr__(name: str) -> Any:
     """:data:`IDENTIFYING_KEYWORDS` and :data:`IDENTIFYING_TAGS`, from
     :mod:`circus_tasks.volume.header` on first use (it imports pydicom)."""
     if name in ("IDENTIFYING_KEYWORDS", "IDENTIFYING_TAGS"):
-        from circus_tasks.volume import header as dicom_json
+        from circus_tasks.volume import header
 
-        return getattr(dicom_json, name)
+        return getattr(header, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -82,26 +82,14 @@ def write_volume(
     processes: int = 1,
     stored: Sequence[StoredSlice | None] | None = None,
 ) -> VolumeInfo:
-    """Write one series range as the plug-in input files ``{index}.raw/.mhd/.json``.
+    """Write one series range as the plug-in input files ``{index}.raw/.mhd/.json``, as
+    ``docs/plugin-contract.md`` (section 3) describes them.
 
-    ``{index}.raw`` holds the stored pixel values (no rescale), little-endian, slice after slice
-    in the order of ``files``. ``{index}.mhd`` describes it: the element type follows Bits
-    Allocated and Pixel Representation of the first slice; the spacing is the first slice's
-    Pixel Spacing (column spacing for x, row spacing for y; 1.0 for both when the slice has no
-    Pixel Spacing) and, for z, the distance between the Image Position (Patient) of the first
-    two slices (1 for a single slice). ``{index}.json`` holds the slices' attributes split into
-    ``common`` (equal in every slice) and ``unique`` (one object per slice, in order), without
-    the file meta group, group lengths, Pixel Data, binary values, private attributes (unless
-    ``include_private``) and :data:`IDENTIFYING_KEYWORDS` (at any depth).
-
-    With ``stored`` (the facts import stored for each file, ``None`` where there are none),
-    the volume is written from them when :func:`~circus_tasks.volume.stored.current_slices`
-    allows it: every file has facts and is unchanged since import, and ``include_private`` is
-    false. Otherwise, or without ``stored``, every header is parsed. The files and the errors
-    are the same either way.
-
-    The files are written under temporary names in ``out_dir`` and renamed into place only
-    once all three are complete; on any error the temporaries are removed.
+    With ``stored`` the volume is written from the facts import stored when
+    :func:`~circus_tasks.volume.stored.current_slices` allows it (every file has facts and is
+    unchanged since import, and ``include_private`` is false); otherwise every header is
+    parsed. The files and the errors are the same either way. They are written under temporary
+    names and renamed into place only once all three are complete.
 
     Args:
         files: The slice files, already in range order.
@@ -118,11 +106,9 @@ def write_volume(
         Where the files are and what the volume looks like.
 
     Raises:
-        VolumeError: No files; ``out_dir`` cannot be created or written to; a file is not
-            readable DICOM; a slice has no Pixel Data, or pixel data that cannot be decoded;
-            a slice is multi-frame or colour; Bits Allocated is not 8 or 16; rows, columns or
-            pixel type differ between slices; a slice lacks Image Position (Patient); the
-            first two slices share a position.
+        VolumeError: naming the file and what to do, for anything that keeps the slices from
+            forming one volume (unreadable, undecodable, multi-frame, colour, unlike the first
+            slice, no position) or ``out_dir`` from being written.
     """
     if not files:
         raise VolumeError(

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from circus_tasks.cli import volume as volume_command
 from circus_tasks.cli.app import app
-from circus_tasks.cli.volume import VolumeArguments, parse_arguments, series_files
+from circus_tasks.cli.volume import VolumeArguments, parse_arguments, series_slices
 from circus_tasks.db.engine import session_scope
 from circus_tasks.errors import CircusError, InvalidRangeError, SeriesNotFoundError
 from circus_tasks.jobs.registration import SeriesInput, resolve_series
@@ -62,14 +62,14 @@ def test_files_match_job_registration(
     uid = series_factory(numbers=numbers, z=z)
     spec = uid if range_text == "auto" else f"{uid}:{range_text}"
 
-    assert series_files(spec) == _registration_files(uid, range_text)
+    assert series_slices(spec).files == _registration_files(uid, range_text)
 
 
 def test_the_sqlmodel_fallback_gives_the_same_files(
     series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uid = series_factory(slices=5)
-    lean = series_files(f"{uid}:5:1:-2")
+    lean = series_slices(f"{uid}:5:1:-2").files
     monkeypatch.setattr(store_slices, "database_url_from_environment", lambda: None)
     calls: list[str] = []
     fallback = volume_command._images_from_database
@@ -77,7 +77,7 @@ def test_the_sqlmodel_fallback_gives_the_same_files(
         volume_command, "_images_from_database", lambda u: calls.append(u) or fallback(u)
     )
 
-    assert series_files(f"{uid}:5:1:-2") == lean
+    assert series_slices(f"{uid}:5:1:-2").files == lean
     assert calls == [uid]
 
 
@@ -96,7 +96,7 @@ def test_range_errors_match_job_registration(
     # image 3 has no position, so "auto" cannot tell the orientation
     uid = series_factory(numbers=[1, 2, 3], extra={"ImagePositionPatient": _no_position_for(2)})
 
-    lean = _error(lambda: series_files(f"{uid}:{range_text}"))
+    lean = _error(lambda: series_slices(f"{uid}:{range_text}").files)
     registered = _error(lambda: _registration_files(uid, range_text))
 
     assert isinstance(lean, InvalidRangeError)
@@ -112,7 +112,7 @@ def test_unknown_series_matches_job_registration(
 ) -> None:
     series_factory(slices=2)  # the database exists
 
-    lean = _error(lambda: series_files("1.2.3.4:1:2"))
+    lean = _error(lambda: series_slices("1.2.3.4:1:2").files)
     registered = _error(lambda: _registration_files("1.2.3.4", "1:2"))
 
     assert isinstance(lean, SeriesNotFoundError)
@@ -121,7 +121,7 @@ def test_unknown_series_matches_job_registration(
 
 def test_unknown_series_without_a_database(home: Path, sqlite_only: None) -> None:
     with pytest.raises(SeriesNotFoundError, match="Series 1.2.3 is not imported"):
-        series_files("1.2.3")
+        series_slices("1.2.3")
     assert not (home / "circus.db").exists()
 
 

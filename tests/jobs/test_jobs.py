@@ -1,4 +1,4 @@
-"""Job registration (spec sections 2 and 4) and every status move (section 1)."""
+"""Job registration (CIRCUS's duplicate and range rules) and every status move."""
 
 from __future__ import annotations
 

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from circus_tasks.api import SeriesInput, cancel_job, get_job
-from circus_tasks.errors import JobNotFoundError, PluginError, ResultsError, VolumeError
+from circus_tasks.db.engine import reset_caches
+from circus_tasks.errors import (
+    JobNotFoundError,
+    PluginError,
+    PluginNotFoundError,
+    ResultsError,
+    VolumeError,
+)
 from circus_tasks.jobs.folders import PLUGIN_LOG, results_folder
 from circus_tasks.jobs.steps import JobContext, prepare_inputs, run_main, store_results
 from circus_tasks.orchestration.run import job_execution
@@ -178,6 +185,39 @@ def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
     assert (inputs / "0.raw").read_bytes() == raw_before
     assert not (job.folders.root / "escaped.txt").exists()
     assert not Path("/tmp/circus-intruder-was-here").exists()
+
+
+def test_a_job_whose_plugin_is_gone_fails_at_its_claim(
+    series_factory: SeriesFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = queued_job("record@1.0.0", series_factory(slices=2))
+    monkeypatch.setenv("CIRCUS_PLUGINS_DIR", str(tmp_path))  # no plug-ins any more
+    reset_caches()
+    with pytest.raises(PluginNotFoundError, match="record@1.0.0"):
+        with job_execution(job_id):
+            pytest.fail("nothing may run without its plug-in")
+    job = get_job(job_id)
+    assert job is not None and job.status == JobStatus.FAILED
+    assert job.error_message is not None and "Unknown plug-in 'record@1.0.0'" in job.error_message
+
+
+def test_any_failure_to_read_the_run_context_fails_the_job(
+    series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from circus_tasks.jobs import steps
+
+    job_id = queued_job("record@1.0.0", series_factory(slices=2))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(steps, "image_rows", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        with job_execution(job_id):
+            pytest.fail("nothing may run without its context")
+    job = get_job(job_id)
+    assert job is not None and job.status == JobStatus.FAILED
+    assert job.error_message == "OSError: disk gone"
 
 
 def test_a_run_for_an_unknown_job_fails_and_says_so() -> None:

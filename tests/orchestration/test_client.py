@@ -24,7 +24,7 @@ def test_importing_the_package_leaves_the_environment_alone() -> None:
     assert run.stdout.strip() == "None"
 
 
-def test_without_prefect_api_url_clients_reach_the_embedded_server(
+def test_clients_reach_prefects_api_url_else_the_embedded_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -35,5 +35,7 @@ def test_without_prefect_api_url_clients_reach_the_embedded_server(
         assert api_url() == "http://127.0.0.1:4321/api"
         with prefect_client() as client:
             assert str(client.api_url) == "http://127.0.0.1:4321/api/"
-    monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")
-    assert api_url() == "http://elsewhere:4200/api"
+    with temporary_settings(updates={PREFECT_API_URL: "http://elsewhere:4200/api"}):
+        assert api_url() == "http://elsewhere:4200/api"
+        with prefect_client() as client:
+            assert str(client.api_url) == "http://elsewhere:4200/api/"

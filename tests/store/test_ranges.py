@@ -1,4 +1,4 @@
-"""CIRCUS image-range rules (spec section 3) and the "auto" range."""
+"""CIRCUS's image-range rules and the "auto" range."""
 
 from __future__ import annotations
 

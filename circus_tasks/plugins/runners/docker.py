@@ -11,14 +11,14 @@ from pathlib import Path
 from circus_tasks.plugins.manifest import Runner
 
 
-def container_name(in_dir: Path) -> str:
-    """The job's container: ``circus-JOB_ID`` (the input folder is ``JOB_ID/in``)."""
-    return f"circus-{in_dir.parent.name}"
+def container_name(out_dir: Path) -> str:
+    """The job's container: ``circus-JOB_ID`` (the output folder is ``JOB_ID/out``)."""
+    return f"circus-{out_dir.parent.name}"
 
 
 def command_line(runner: Runner, folder: Path, in_dir: Path, out_dir: Path) -> list[str]:
     assert runner.docker is not None
-    line = ["docker", "run", "--rm", "--network", "none", "--name", container_name(in_dir)]
+    line = ["docker", "run", "--rm", "--network", "none", "--name", container_name(out_dir)]
     line += ["-v", f"{in_dir}:/circus/in:ro", "-v", f"{out_dir}:/circus/out"]
     if runner.docker.gpus:
         line += ["--gpus", runner.docker.gpus]
@@ -40,6 +40,6 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def stop(in_dir: Path) -> None:
+def stop(out_dir: Path) -> None:
     """Kill the job's container (the ``docker run`` client dying does not stop it)."""
-    subprocess.run(["docker", "kill", container_name(in_dir)], capture_output=True)
+    subprocess.run(["docker", "kill", container_name(out_dir)], capture_output=True)
