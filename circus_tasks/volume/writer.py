@@ -32,7 +32,7 @@ from circus_tasks.volume.slice_format import ELEMENT_TYPE_NAMES, SliceFormat
 from circus_tasks.volume.stored import StoredSlice, current_slices, write_stored_slices
 
 if TYPE_CHECKING:
-    from circus_tasks.volume.header import IDENTIFYING_KEYWORDS, IDENTIFYING_TAGS, HeaderSplit
+    from circus_tasks.volume.header import IDENTIFYING_KEYWORDS, IDENTIFYING_TAGS
 
 __all__ = ["IDENTIFYING_KEYWORDS", "IDENTIFYING_TAGS", "VolumeInfo", "write_volume"]
 
@@ -225,13 +225,7 @@ def _parse_slices(
             headers.merge(part)
     assert slices.first is not None
     positions = [slices.positions[i] for i in sorted(slices.positions)]
-    return _split_common(headers), slices.first, positions
-
-
-def _split_common(headers: HeaderSplit) -> dict[str, Any]:
-    """The ``N.json`` document: attributes equal in every slice in ``common``, the rest per
-    slice in ``unique``."""
-    return headers.document()
+    return headers.document(), slices.first, positions
 
 
 def _slice_spacing(positions: Sequence[tuple[float, float, float]], files: Sequence[Path]) -> float:

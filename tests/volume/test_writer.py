@@ -443,7 +443,9 @@ def test_interruption_removes_the_temporaries(
     def interrupt(*args: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(volume_module, "_split_common", interrupt)
+    from circus_tasks.volume.header import HeaderSplit
+
+    monkeypatch.setattr(HeaderSplit, "document", interrupt)  # after the raw file is written
     with pytest.raises(KeyboardInterrupt):
         write_volume(files, tmp_path / "in", 0)
 
