@@ -77,6 +77,15 @@ class JobNotFoundError(CircusError, LookupError):
         )
 
 
+class BatchNotFoundError(CircusError, LookupError):
+    """No batch has this id."""
+
+    @classmethod
+    def for_id(cls, batch_id: str) -> BatchNotFoundError:
+        """The error for a batch id that is not in the database."""
+        return cls(f"No batch {batch_id}; list batches with circus batch list.")
+
+
 class JobStateError(CircusError, RuntimeError):
     """A status move the CIRCUS state machine does not allow (cancel, invalidate, ...)."""
 

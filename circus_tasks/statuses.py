@@ -25,6 +25,36 @@ class JobStage(StrEnum):
     POST = "post"
 
 
+class BatchStatus(StrEnum):
+    """Status of a batch: ``running`` feeds its jobs to the machines, ``paused`` does not."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+
+
+BATCH_MOVES: dict[BatchStatus, frozenset[BatchStatus]] = {
+    BatchStatus.RUNNING: frozenset(
+        {BatchStatus.PAUSED, BatchStatus.CANCELLED, BatchStatus.COMPLETED}
+    ),
+    BatchStatus.PAUSED: frozenset({BatchStatus.RUNNING, BatchStatus.CANCELLED}),
+    BatchStatus.CANCELLED: frozenset(),
+    BatchStatus.COMPLETED: frozenset({BatchStatus.RUNNING}),
+}
+"""from -> allowed to. ``completed -> running``: retry-failed adds jobs to a finished batch."""
+
+
+class ItemOutcome(StrEnum):
+    """What a batch's plan decided for one selected input."""
+
+    RUN = "run"
+    SKIPPED = "skipped"
+    """Done already or in flight (the CIRCUS duplicate rule)."""
+    REFUSED = "refused"
+    """Broke a registration rule or an input condition."""
+
+
 class RunState(StrEnum):
     """The types of a Prefect flow run's state (``StateType.value``), named here so that this
     module and the Prefect-free wings need not import Prefect. Never match on state *names*:

@@ -54,7 +54,7 @@ def alembic_config(connection: Any) -> Any:
     return config
 
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The newest migration; ``tests/db/test_migrations.py`` checks that it is Alembic's head."""
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
-from circus_tasks.statuses import JobStage, JobStatus
+from circus_tasks.statuses import BatchStatus, ItemOutcome, JobStage, JobStatus
 
 
 def utcnow() -> datetime:
@@ -127,6 +127,8 @@ class JobBase(SQLModel):
     invalidated_by: str | None = None
     invalidated_at: datetime | None = None
     invalidation_reason: str | None = None
+    batch_id: str | None = Field(default=None, foreign_key="batch.id", index=True)
+    supersedes_job_id: str | None = Field(default=None, description="the job this one re-runs")
 
 
 class Job(JobBase, table=True):
@@ -191,3 +193,56 @@ class JobEvent(SQLModel, table=True):
     by: str | None = None
     reason: str | None = None
     prefect_state: str | None = None
+
+
+class BatchBase(SQLModel):
+    """A batch: one plug-in run over a selection of series or jobs, fed to the machines."""
+
+    name: str
+    plugin_id: str
+    request_key: str = Field(index=True, description="digest of the request: one batch each")
+    selection: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    user: str | None = None
+    status: BatchStatus = BatchStatus.RUNNING
+    planned_run: int = 0
+    planned_skipped: int = 0
+    planned_refused: int = 0
+    flow_run_id: str | None = None
+
+
+class Batch(BatchBase, table=True):
+    """A batch row; its jobs carry its id."""
+
+    id: str = Field(primary_key=True, max_length=26)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class BatchItemBase(SQLModel):
+    """One selected input of a batch and what became of it."""
+
+    position: int
+    series: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSON),
+        description="series_uid, start, end, delta of each series, in job order",
+    )
+    outcome: ItemOutcome
+    reason: str | None = None
+    job_id: str | None = Field(default=None, description="the job created for it")
+    related_job_ids: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON),
+        description="the jobs it duplicates (skipped)",
+    )
+    supersedes_job_id: str | None = None
+
+
+class BatchItem(BatchItemBase, table=True):
+    """A batch item row."""
+
+    __tablename__ = "batch_item"
+
+    batch_id: str = Field(foreign_key="batch.id", primary_key=True)
+    position: int = Field(primary_key=True)

@@ -132,6 +132,8 @@ class JobRequest:
     priority: int = 0
     force: bool = False
     user: str | None = None
+    supersedes_job_id: str | None = None
+    """The job this one re-runs (recorded on the new job)."""
 
 
 def _validate(
@@ -163,16 +165,53 @@ def _validate(
     return resolved, signature
 
 
-def _job_rows(
-    request: JobRequest, resolved: Sequence[tuple[str, ImageRange]], signature: str
-) -> list[Job | JobSeries | JobEvent]:
+@dataclass(frozen=True)
+class Accepted:
+    """A request that meets every registration rule, with what registering it writes."""
+
+    request: JobRequest
+    resolved: list[tuple[str, ImageRange]]
+    signature: str
+    job_id: str
+
+
+def judge_requests(
+    requests: Sequence[JobRequest], *, session: Session
+) -> list[Accepted | CircusError]:
+    """Judge many requests by the registration rules, each on its own, writing nothing.
+
+    A request that repeats an earlier accepted one is a duplicate of it (unless forced).
+    Plug-ins, series and images are read once for all of them.
+
+    Returns:
+        For each request in order, its acceptance or the error that refuses it.
+    """
+    lookups = _Lookups(session)
+    pending: dict[tuple[str, str], list[str]] = defaultdict(list)
+    outcomes: list[Accepted | CircusError] = []
+    for request in requests:
+        try:
+            resolved, signature = _validate(request, lookups=lookups, pending=pending)
+        except CircusError as exc:
+            outcomes.append(exc)
+            continue
+        accepted = Accepted(request, resolved, signature, new_job_id())
+        pending[(request.plugin_id, signature)].append(accepted.job_id)
+        outcomes.append(accepted)
+    return outcomes
+
+
+def _job_rows(accepted: Accepted, batch_id: str | None) -> list[Job | JobSeries | JobEvent]:
     """The rows that register a job: the job ``in_queue``, its series, its first event."""
+    request = accepted.request
     job = Job(
-        id=new_job_id(),
+        id=accepted.job_id,
         plugin_id=request.plugin_id,
         user=request.user,
         priority=request.priority,
-        signature=signature,
+        signature=accepted.signature,
+        batch_id=batch_id,
+        supersedes_job_id=request.supersedes_job_id,
     )
     series = [
         JobSeries(
@@ -183,12 +222,21 @@ def _job_rows(
             end=image_range.end,
             delta=image_range.delta,
         )
-        for position, (uid, image_range) in enumerate(resolved)
+        for position, (uid, image_range) in enumerate(accepted.resolved)
     ]
-    event = JobEvent(
-        job_id=job.id, to_status=JobStatus.IN_QUEUE, by=request.user, reason="submitted"
-    )
+    reason = f"submitted in batch {batch_id}" if batch_id else "submitted"
+    event = JobEvent(job_id=job.id, to_status=JobStatus.IN_QUEUE, by=request.user, reason=reason)
     return [job, *series, event]
+
+
+def write_jobs(
+    accepted: Sequence[Accepted], *, session: Session, batch_id: str | None = None
+) -> list[Job]:
+    """Write accepted requests as jobs ``in_queue`` (no dispatch), in one flush."""
+    rows = [row for item in accepted for row in _job_rows(item, batch_id)]
+    session.add_all(rows)
+    session.flush()
+    return [row for row in rows if isinstance(row, Job)]
 
 
 def register_job(request: JobRequest, *, session: Session) -> Job:
@@ -198,41 +246,20 @@ def register_job(request: JobRequest, *, session: Session) -> Job:
         PluginNotFoundError, SeriesNotFoundError, InvalidRangeError, InputConditionError,
         DuplicateJobError.
     """
-    resolved, signature = _validate(request, lookups=_Lookups(session), pending={})
-    rows = _job_rows(request, resolved, signature)
-    session.add_all(rows)
-    session.flush()
-    job = rows[0]
-    assert isinstance(job, Job)
+    (outcome,) = judge_requests([request], session=session)
+    if isinstance(outcome, CircusError):
+        raise outcome
+    (job,) = write_jobs([outcome], session=session)
     return job
 
 
 def register_jobs(requests: Sequence[JobRequest], *, session: Session) -> list[Job | CircusError]:
-    """Validate and write many jobs ``in_queue`` (no dispatch), each request on its own.
-
-    A request that breaks a rule gets its error in its slot and writes nothing; a request that
-    repeats an earlier one of the same batch is a duplicate unless forced. Plug-ins, series and
-    images are read once for the batch, and the rows are written in one flush.
+    """Validate and write many jobs ``in_queue`` (no dispatch), each request on its own
+    (:func:`judge_requests`); the rows are written in one flush.
 
     Returns:
         For each request in order, its new job or the error that refused it.
     """
-    lookups = _Lookups(session)
-    pending: dict[tuple[str, str], list[str]] = defaultdict(list)
-    outcomes: list[Job | CircusError] = []
-    rows: list[Job | JobSeries | JobEvent] = []
-    for request in requests:
-        try:
-            resolved, signature = _validate(request, lookups=lookups, pending=pending)
-        except CircusError as exc:
-            outcomes.append(exc)
-            continue
-        job_rows = _job_rows(request, resolved, signature)
-        job = job_rows[0]
-        assert isinstance(job, Job)
-        pending[(request.plugin_id, signature)].append(job.id)
-        rows += job_rows
-        outcomes.append(job)
-    session.add_all(rows)
-    session.flush()
-    return outcomes
+    outcomes = judge_requests(requests, session=session)
+    jobs = iter(write_jobs([o for o in outcomes if isinstance(o, Accepted)], session=session))
+    return [o if isinstance(o, CircusError) else next(jobs) for o in outcomes]
