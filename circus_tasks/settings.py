@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     plugins_dir: Path = Field(default=PROJECT_DIR / "plugins", description="Plug-in folders.")
     work_pool: str = Field(default="circus", description="Prefect work pool of the job runs.")
     deployment: str = Field(default="circus-job/circus-job", description="flow/deployment name.")
+    batch_work_pool: str = Field(
+        default="circus-batch", description="Prefect work pool of the batch runs (not jobs)."
+    )
+    batch_deployment: str = Field(
+        default="circus-batch/circus-batch", description="flow/deployment of the batch runs."
+    )
+    batch_poll_seconds: float = Field(default=2.0, description="How often a batch feeds.")
     heartbeat_seconds: float = Field(default=5.0, description="How often a running job beats.")
     stale_after_seconds: float = Field(
         default=45.0, description="A processing job whose heartbeat is older than this has died."

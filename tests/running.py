@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from circus_tasks.db.engine import session_scope
@@ -35,3 +38,15 @@ def fail(job_id: str, message: str) -> bool:
 def run_steps(context: JobContext) -> dict[str, Any]:
     """Pre-, main and post-processing, each given the folder the step before returned."""
     return store_results(context, run_main(context, prepare_inputs(context)))
+
+
+@contextmanager
+def prefect_unreachable() -> Iterator[None]:
+    """Point Prefect's client at a local port where nothing listens."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+        yield

@@ -3,9 +3,7 @@ in a big table (``list_jobs`` by patient, one query per page part)."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,6 +34,7 @@ from circus_tasks.jobs.registration import register_job, register_jobs
 from circus_tasks.orchestration import client as prefect_client_module
 from circus_tasks.orchestration.dispatch import dispatch_jobs
 from circus_tasks.statuses import JobStatus
+from tests.running import prefect_unreachable
 
 PLUGIN = "lesion-candidates@1.0.0"
 OTHER = "record@1.0.0"
@@ -49,18 +48,6 @@ def row_counts() -> tuple[int, int, int]:
             session.exec(select(func.count()).select_from(table)).one()
             for table in (Job, JobSeries, JobEvent)
         )
-
-
-@contextmanager
-def prefect_unreachable() -> Iterator[None]:
-    """Point Prefect's client at a local port where nothing listens."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
-        yield
 
 
 def test_each_request_of_a_batch_gets_its_own_outcome(series_factory: SeriesFactory) -> None:

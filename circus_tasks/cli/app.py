@@ -12,12 +12,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from circus_tasks.cli.batch import batch_app
 from circus_tasks.cli.output import console, jobs_table, print_error
 from circus_tasks.errors import CircusError
 
 T = TypeVar("T")
 
 app = typer.Typer(help="CIRCUS CS jobs on Prefect.", no_args_is_help=True, add_completion=False)
+app.add_typer(batch_app, name="batch")
 
 
 def _or_exit(call: Callable[[], T], refusal: type[Exception] = CircusError) -> T:
@@ -32,9 +34,11 @@ def _or_exit(call: Callable[[], T], refusal: type[Exception] = CircusError) -> T
 @app.command()
 def up(
     worker: Annotated[bool, typer.Option(help="Start this machine's worker too.")] = True,
+    batch_worker: Annotated[bool, typer.Option(help="Start the batch pool's worker.")] = True,
 ) -> None:
     """Start the Prefect server (embedded, unless PREFECT_API_URL names one), create the work
-    pool and deployments, and start this machine's worker. Safe to run again."""
+    pools and deployments, and start this machine's worker and the batch worker. Safe to run
+    again."""
     from circus_tasks.settings import get_settings
     from circus_tasks.worker import stack
 
@@ -49,6 +53,8 @@ def up(
     if worker:
         pid = stack.start_worker()
         console.print(f"Worker for machine [bold]{settings.machine}[/bold] runs (pid {pid}).")
+    if batch_worker:
+        console.print(f"Batch worker runs (pid {stack.start_batch_worker()}).")
     console.print(f"CIRCUS home: {settings.home}")
     console.print(f"Prefect UI: [bold]{stack.ui_url()}[/bold]")
 

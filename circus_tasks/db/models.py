@@ -219,6 +219,14 @@ class Batch(BatchBase, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class BatchRead(BatchBase):
+    """A batch as the API returns it."""
+
+    id: str
+    created_at: datetime
+    updated_at: datetime
+
+
 class BatchItemBase(SQLModel):
     """One selected input of a batch and what became of it."""
 

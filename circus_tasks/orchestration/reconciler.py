@@ -21,9 +21,10 @@ from uuid import UUID
 from sqlmodel import col, select
 
 from circus_tasks.db.engine import session_scope
-from circus_tasks.db.models import Job, utcnow
+from circus_tasks.db.models import Batch, Job, utcnow
 from circus_tasks.jobs import transitions
 from circus_tasks.jobs.queries import age_seconds
+from circus_tasks.orchestration.batches import FEEDING, launch
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
 from circus_tasks.orchestration.dispatch import try_dispatch_jobs
 from circus_tasks.orchestration.mirror import try_mirror_state
@@ -68,6 +69,13 @@ def reconcile_once() -> list[str]:
     with session_scope() as session:
         processing = list(session.exec(select(Job).where(Job.status == JobStatus.PROCESSING)))
         queued = list(session.exec(select(Job).where(Job.status == JobStatus.IN_QUEUE)))
+        unlaunched = list(
+            session.exec(
+                select(Batch.id).where(
+                    col(Batch.status).in_(list(FEEDING)), col(Batch.flow_run_id).is_(None)
+                )
+            )
+        )
         recent = utcnow() - timedelta(minutes=30)
         mirrored = list(
             session.exec(
@@ -90,13 +98,17 @@ def reconcile_once() -> list[str]:
                 actions.append(f"{job.id}: failed (no heartbeat)")
                 _crash_run(job.flow_run_id, message)
 
+    # a batch's jobs wait for its flow run to feed them; a batch without one gets it again
     undispatched = [
         job.id
         for job in queued
-        if job.flow_run_id is None and (age_seconds(job.created_at) or 0) > DISPATCH_GRACE_SECONDS
+        if job.flow_run_id is None
+        and job.batch_id is None
+        and (age_seconds(job.created_at) or 0) > DISPATCH_GRACE_SECONDS
     ]
     if undispatched:
         actions += [f"{job_id}: dispatched" for job_id in try_dispatch_jobs(undispatched)]
+    actions += [f"batch {b}: flow run created" for b in unlaunched if launch(b)]
 
     run_ids = [j.flow_run_id for j in processing + queued + mirrored if j.flow_run_id]
     if not run_ids:

@@ -154,22 +154,17 @@ def ensure_pool_and_deployments() -> None:
     """Create or update the process work pool and deploy ``prefect.yaml`` (idempotent)."""
     settings = get_settings()
     env = child_env()
-    subprocess.run(
-        [
-            prefect_exe(),
-            "work-pool",
-            "create",
-            settings.work_pool,
-            "--type",
-            "process",
-            "--base-job-template",
-            str(WORK_POOL_TEMPLATE),
-            "--overwrite",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    pools = [
+        [settings.work_pool, "--base-job-template", str(WORK_POOL_TEMPLATE)],
+        [settings.batch_work_pool],  # the stock process template: a batch run is one process
+    ]
+    for pool in pools:
+        subprocess.run(
+            [prefect_exe(), "work-pool", "create", *pool, "--type", "process", "--overwrite"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     deploy = subprocess.run(
         [prefect_exe(), "--no-prompt", "deploy", "--all"],
         env=env,
@@ -195,6 +190,22 @@ def start_worker(machine: str | None = None) -> int:
     command = [sys.executable, "-m", "circus_tasks.cli.app", "worker"]
     env = child_env(CIRCUS_MACHINE=machine or get_settings().machine)
     return start_background(name, command, env)
+
+
+BATCH_WORKER = "batch-worker"
+
+
+def start_batch_worker() -> int:
+    """Start the worker of the batch pool in the background (unless it runs): batch runs only
+    wait and feed, so one worker takes many of them at once."""
+    pid = running_pid(BATCH_WORKER)
+    if pid is not None:
+        return pid
+    settings = get_settings()
+    command = [prefect_exe(), "worker", "start", "--pool", settings.batch_work_pool]
+    command += ["--type", "process", "--name", f"circus-batch-{settings.machine}"]
+    env = child_env(PREFECT_WORKER_QUERY_SECONDS=str(settings.worker_poll_seconds))
+    return start_background(BATCH_WORKER, command, env)
 
 
 def run_worker(machine: str, poll_seconds: float) -> int:
@@ -267,7 +278,7 @@ def stop_all() -> list[str]:
     stopped = []
     run_dir = get_settings().run_dir
     names = sorted(p.stem for p in run_dir.glob("worker-*.pid")) if run_dir.is_dir() else []
-    for name in [*names, SERVER]:
+    for name in [*names, BATCH_WORKER, SERVER]:
         if stop_background(name):
             stopped.append(name)
     return stopped

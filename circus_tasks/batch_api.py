@@ -1,0 +1,131 @@
+"""What users call for batches: plan, start, find, pause, resume and cancel them.
+
+A batch re-runs one plug-in over a selection (series, earlier jobs, failed jobs). Its jobs are
+registered when it starts, by the rules of :func:`~circus_tasks.api.submit_jobs`, and fed to
+the machines by the batch's own flow run, at most ``max_in_flight`` at a time.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from circus_tasks.batches import records
+from circus_tasks.batches.plan import BatchPlan, BatchRequest, plan_batch_items, start_batch_records
+from circus_tasks.batches.selections import FailedSelection, JobsSelection, SeriesSelection
+from circus_tasks.db.engine import session_scope
+from circus_tasks.db.models import Batch, BatchItem, BatchRead
+from circus_tasks.orchestration.batches import cancel_queued_jobs, launch
+from circus_tasks.statuses import BatchStatus
+
+__all__ = [
+    "BatchPlan",
+    "BatchRequest",
+    "FailedSelection",
+    "JobsSelection",
+    "SeriesSelection",
+    "batch_items",
+    "batch_progress",
+    "cancel_batch",
+    "get_batch",
+    "list_batches",
+    "pause_batch",
+    "plan_batch",
+    "resume_batch",
+    "start_batch",
+]
+
+
+def plan_batch(request: BatchRequest) -> BatchPlan:
+    """What starting ``request`` would do, item by item; writes nothing.
+
+    Raises:
+        PluginNotFoundError: the batch's plug-in is not registered.
+    """
+    with session_scope() as session:
+        return plan_batch_items(request, session=session)
+
+
+def start_batch(request: BatchRequest) -> BatchRead:
+    """Start a batch as its plan says: register its jobs (held for its flow run) and create the
+    flow run that feeds them. The same request while its batch runs returns that batch.
+
+    Raises:
+        PluginNotFoundError: the batch's plug-in is not registered.
+    """
+    with session_scope() as session:
+        batch, created = start_batch_records(request, session=session)
+        batch_id = batch.id
+    if created or batch.flow_run_id is None:
+        launch(batch_id)
+    return get_batch(batch_id)
+
+
+def get_batch(batch_id: str) -> BatchRead:
+    """One batch.
+
+    Raises:
+        BatchNotFoundError: for an unknown id.
+    """
+    with session_scope() as session:
+        return BatchRead.model_validate(records.require_batch(batch_id, session=session))
+
+
+def list_batches(*, status: BatchStatus | str | None = None, limit: int = 50) -> list[BatchRead]:
+    """Batches, newest first."""
+    with session_scope() as session:
+        query = select(Batch).order_by(col(Batch.id).desc()).limit(limit)
+        if status is not None:
+            query = query.where(Batch.status == BatchStatus(status))
+        return [BatchRead.model_validate(b) for b in session.exec(query)]
+
+
+def batch_items(batch_id: str) -> list[BatchItem]:
+    """The batch's items in order: each selected input and what became of it."""
+    with session_scope() as session:
+        records.require_batch(batch_id, session=session)
+        return records.items(batch_id, session=session)
+
+
+def batch_progress(batch_id: str) -> records.BatchProgress:
+    """The batch's status and its jobs counted by status.
+
+    Raises:
+        BatchNotFoundError: for an unknown id.
+    """
+    with session_scope() as session:
+        return records.progress(batch_id, session=session)
+
+
+def _move(batch_id: str, to_status: BatchStatus, verb: str) -> BatchRead:
+    with session_scope() as session:
+        records.set_status(batch_id, to_status, verb, session=session)
+    return get_batch(batch_id)
+
+
+def pause_batch(batch_id: str) -> BatchRead:
+    """Stop feeding the batch's jobs (those queued or running go on).
+
+    Raises:
+        BatchNotFoundError, JobStateError (a cancelled or completed batch).
+    """
+    return _move(batch_id, BatchStatus.PAUSED, "pause")
+
+
+def resume_batch(batch_id: str) -> BatchRead:
+    """Feed a paused batch again.
+
+    Raises:
+        BatchNotFoundError, JobStateError (a cancelled or completed batch).
+    """
+    return _move(batch_id, BatchStatus.RUNNING, "resume")
+
+
+def cancel_batch(batch_id: str, *, user: str | None = None) -> BatchRead:
+    """Cancel the batch and its queued jobs; running jobs finish.
+
+    Raises:
+        BatchNotFoundError, JobStateError (a completed batch).
+    """
+    _move(batch_id, BatchStatus.CANCELLED, "cancel")
+    cancel_queued_jobs(batch_id, user=user)
+    return get_batch(batch_id)

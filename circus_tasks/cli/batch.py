@@ -1,0 +1,200 @@
+"""``circus batch``: plan, start and follow batches."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from circus_tasks.cli.output import console, print_error
+from circus_tasks.errors import CircusError
+
+batch_app = typer.Typer(help="Re-run a plug-in over many series or jobs.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Option("--name", help="A name for the batch.")]
+Many = Annotated[list[str] | None, typer.Option()]
+Date = Annotated[datetime | None, typer.Option()]
+
+
+def _request(plugin_id: str, name: str, options: dict[str, Any]) -> Any:
+    """The batch request the command line describes (one selection kind at a time)."""
+    from circus_tasks.batch_api import (
+        BatchRequest,
+        FailedSelection,
+        JobsSelection,
+        SeriesSelection,
+    )
+
+    series_file = options.pop("series_file")
+    rerun, versions, statuses = (options.pop(k) for k in ("rerun", "versions", "status"))
+    failed_since, failed_before = options.pop("failed_since"), options.pop("failed_before")
+    common = {k: options.pop(k) for k in ("priority", "max_in_flight", "user")}
+    selection: Any
+    if rerun is not None:
+        chosen = {"statuses": statuses} if statuses else {}
+        selection = JobsSelection(plugin_name=rerun, versions=versions, **chosen)
+    elif failed_since is not None:
+        selection = FailedSelection(since=failed_since, before=failed_before)
+    else:
+        if series_file is not None:
+            listed = Path(series_file).read_text().split()
+            options["series_uids"] = [*(options["series_uids"] or []), *listed]
+        selection = SeriesSelection(**{k: v for k, v in options.items() if v is not None})
+    return BatchRequest(name=name, plugin_id=plugin_id, selection=selection, **common)
+
+
+def plan_or_start(
+    ctx: typer.Context,
+    plugin_id: Annotated[str, typer.Argument(help="The plug-in to run, name@version.")],
+    name: Name = "batch",
+    series: Annotated[list[str] | None, typer.Option("--series", help="A series UID.")] = None,
+    series_file: Annotated[Path | None, typer.Option(help="A file of series UIDs.")] = None,
+    modality: Many = None,
+    patient: Annotated[list[str] | None, typer.Option(help="A patient ID.")] = None,
+    study_from: Annotated[str | None, typer.Option(help="YYYYMMDD")] = None,
+    study_to: Annotated[str | None, typer.Option(help="YYYYMMDD")] = None,
+    description: Annotated[str | None, typer.Option(help="Pattern, * and ?.")] = None,
+    imported_since: Date = None,
+    imported_before: Date = None,
+    min_images: Annotated[int | None, typer.Option()] = None,
+    range_: Annotated[str, typer.Option("--range", help='"auto" or START:END[:DELTA]')] = "auto",
+    rerun: Annotated[str | None, typer.Option(help="Re-run jobs of this plug-in name.")] = None,
+    versions: Annotated[str | None, typer.Option(help="Their versions, e.g. <1.1.0")] = None,
+    status: Many = None,
+    failed_since: Date = None,
+    failed_before: Date = None,
+    priority: Annotated[int, typer.Option(help="Below 0: after interactive jobs.")] = -5,
+    max_in_flight: Annotated[int, typer.Option(help="Jobs queued at a time.")] = 4,
+    user: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Plan a batch (what would run, be skipped or refused, and why), or start it."""
+    options = dict(locals())
+    for key in ("ctx", "plugin_id", "name"):
+        options.pop(key)
+    options["series_uids"], options["patient_ids"] = options.pop("series"), options.pop("patient")
+    options["study_date_from"], options["study_date_to"] = (
+        options.pop("study_from"),
+        options.pop("study_to"),
+    )
+    options["range"] = options.pop("range_")
+    from circus_tasks.batch_api import plan_batch, start_batch
+
+    try:
+        request = _request(plugin_id, name, options)
+        if ctx.info_name == "start":
+            batch = start_batch(request)
+        else:
+            plan = plan_batch(request)
+    except (CircusError, ValueError) as exc:
+        print_error(exc)
+        raise typer.Exit(1) from None
+    if ctx.info_name == "start":
+        console.print(
+            f"Batch [bold]{batch.id}[/bold] {batch.status}: {batch.planned_run} job(s) to run, "
+            f"{batch.planned_skipped} skipped, {batch.planned_refused} refused."
+        )
+        return
+    table = Table("#", "series", "outcome", "reason")
+    for item in plan.items:
+        series_text = ", ".join(f"{s['series_uid']}[{s['range']}]" for s in item.series)
+        table.add_row(str(item.position), series_text, str(item.outcome), item.reason or "")
+    console.print(table)
+    counts = plan.counts()
+    console.print(", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
+
+
+batch_app.command("plan")(plan_or_start)
+batch_app.command("start")(plan_or_start)
+
+
+@batch_app.command("list")
+def list_() -> None:
+    """Batches, newest first."""
+    from circus_tasks.batch_api import list_batches
+
+    table = Table("batch id", "name", "plug-in", "status", "run", "skipped", "refused")
+    for b in list_batches():
+        counts = (str(b.planned_run), str(b.planned_skipped), str(b.planned_refused))
+        table.add_row(b.id, b.name, b.plugin_id, str(b.status), *counts)
+    console.print(table)
+
+
+@batch_app.command()
+def show(
+    batch_id: str,
+    follow: Annotated[bool, typer.Option(help="Follow its progress until it ends.")] = False,
+) -> None:
+    """A batch, its items and its jobs' progress."""
+    from circus_tasks.batch_api import batch_items, batch_progress, get_batch
+
+    try:
+        batch = get_batch(batch_id)
+        items = batch_items(batch_id)
+    except CircusError as exc:
+        print_error(exc)
+        raise typer.Exit(1) from None
+    console.print(f"Batch {batch.id} ({batch.name}): {batch.plugin_id}, {batch.status}")
+    table = Table("#", "series", "outcome", "job", "reason")
+    for item in items:
+        series_text = ", ".join(f"{s['series_uid']}[{s['range']}]" for s in item.series)
+        table.add_row(
+            str(item.position), series_text, str(item.outcome), item.job_id or "", item.reason or ""
+        )
+    console.print(table)
+    progress = batch_progress(batch_id)
+    if not follow:
+        console.print(f"{progress.done} of {progress.total} job(s) in a final status.")
+        return
+    columns = (
+        TextColumn("Batch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[s]}"),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("batch", total=progress.total, s=str(progress.status))
+        while True:
+            progress = batch_progress(batch_id)
+            bar.update(task, completed=progress.done, s=str(progress.status))
+            if progress.status in ("completed", "cancelled"):
+                break
+            time.sleep(1.0)
+
+
+def _change(verb: str, batch_id: str, user: str | None) -> None:
+    from circus_tasks import batch_api
+
+    calls = {
+        "pause": lambda: batch_api.pause_batch(batch_id),
+        "resume": lambda: batch_api.resume_batch(batch_id),
+        "cancel": lambda: batch_api.cancel_batch(batch_id, user=user),
+    }
+    try:
+        batch = calls[verb]()
+    except CircusError as exc:
+        print_error(exc)
+        raise typer.Exit(1) from None
+    console.print(f"Batch {batch.id}: {batch.status}")
+
+
+@batch_app.command()
+def pause(batch_id: str) -> None:
+    """Stop feeding a batch's jobs (those queued or running go on)."""
+    _change("pause", batch_id, None)
+
+
+@batch_app.command()
+def resume(batch_id: str) -> None:
+    """Feed a paused batch again."""
+    _change("resume", batch_id, None)
+
+
+@batch_app.command()
+def cancel(batch_id: str, user: Annotated[str | None, typer.Option()] = None) -> None:
+    """Cancel a batch and its queued jobs; running jobs finish."""
+    _change("cancel", batch_id, user)

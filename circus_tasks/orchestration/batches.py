@@ -1,0 +1,156 @@
+"""Feeding a batch's jobs to the machines, on Prefect.
+
+A started batch holds its jobs ``in_queue`` without flow runs; its own flow run (deployment
+``circus-batch``, on a pool of its own, never in a job slot) creates their runs a window at a
+time, at most ``max_in_flight`` queued or running, at the batch's priority, and keeps a
+progress and a summary artifact on its run until every job is in a final status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from sqlmodel import select
+
+from circus_tasks.batches import records
+from circus_tasks.batches.plan import BatchRequest, start_batch_records
+from circus_tasks.db.engine import session_scope
+from circus_tasks.db.models import Batch
+from circus_tasks.jobs import transitions
+from circus_tasks.orchestration.client import prefect_calls
+from circus_tasks.orchestration.dispatch import try_dispatch_jobs
+from circus_tasks.orchestration.mirror import try_mirror_state
+from circus_tasks.settings import get_settings
+from circus_tasks.statuses import BatchStatus, JobStatus
+
+log = logging.getLogger(__name__)
+
+FEEDING: frozenset[BatchStatus] = frozenset({BatchStatus.RUNNING, BatchStatus.PAUSED})
+"""Statuses in which a batch's flow run keeps watching it."""
+
+
+def feed_once(batch_id: str) -> records.BatchProgress:
+    """Dispatch the batch's next jobs (if it is running) and complete it when all are done."""
+    with session_scope() as session:
+        batch = records.require_batch(batch_id, session=session)
+        limit = int(batch.options.get("max_in_flight", 4))
+        due = (
+            records.jobs_to_feed(batch_id, limit, session=session)
+            if batch.status == BatchStatus.RUNNING
+            else []
+        )
+    if due:
+        try_dispatch_jobs(due)
+    with session_scope() as session:
+        records.complete_if_done(batch_id, session=session)
+    with session_scope() as session:
+        return records.progress(batch_id, session=session)
+
+
+def cancel_queued_jobs(batch_id: str, *, user: str | None) -> list[str]:
+    """Cancel every job of the batch still ``in_queue`` (running ones finish)."""
+    with session_scope() as session:
+        queued = records.queued_jobs(batch_id, session=session)
+    cancelled = []
+    for job_id in queued:
+        with session_scope() as session:
+            reason = f"batch {batch_id} cancelled"
+            won = transitions.end_queued(
+                job_id, JobStatus.CANCELLED, reason, by=user or "unknown user", session=session
+            )
+        if won:
+            try_mirror_state(job_id)
+            cancelled.append(job_id)
+    return cancelled
+
+
+def launch(batch_id: str) -> str | None:
+    """Create the batch's flow run (idempotent: its key is the batch id) and record it.
+
+    Returns:
+        The flow run id, or ``None`` when Prefect does not answer (the reconciler tries again).
+    """
+    from circus_tasks.errors import PrefectUnavailableError
+
+    try:
+        with prefect_calls() as client:
+            deployment = client.read_deployment_by_name(get_settings().batch_deployment)
+            run = client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={"batch_id": batch_id},
+                idempotency_key=f"batch-{batch_id}",
+                tags=[f"batch:{batch_id}"],
+            )
+    except PrefectUnavailableError as exc:
+        log.warning("Batch %s: its flow run is left to the reconciler: %s", batch_id, exc)
+        return None
+    with session_scope() as session:
+        batch = records.require_batch(batch_id, session=session)
+        batch.flow_run_id = str(run.id)
+        session.add(batch)
+    return str(run.id)
+
+
+def start_from_request(request: BatchRequest, flow_run_id: str | None) -> str:
+    """Start a batch from inside its own flow run (a schedule or Prefect's Run form)."""
+    with session_scope() as session:
+        batch, _ = start_batch_records(request, session=session)
+        if batch.flow_run_id is None:
+            batch.flow_run_id = flow_run_id
+            session.add(batch)
+        return batch.id
+
+
+def _publish(progress: records.BatchProgress, artifact_id: Any) -> Any:
+    from prefect.artifacts import (
+        create_progress_artifact,
+        create_table_artifact,
+        update_progress_artifact,
+    )
+
+    if artifact_id is None:
+        artifact_id = create_progress_artifact(
+            progress.percent,
+            key=f"batch-{progress.batch_id}-progress",
+            description=f"Jobs of batch {progress.batch_id} in a final status",
+        )
+    else:
+        update_progress_artifact(artifact_id, progress.percent)
+    create_table_artifact(
+        table=[{"status": str(s), "jobs": n} for s, n in progress.jobs.items() if n],
+        key=f"batch-{progress.batch_id}-summary",
+        description=f"Batch {progress.batch_id}: {progress.status}",
+    )
+    return artifact_id
+
+
+def run_batch(batch_id: str, *, poll_seconds: float | None = None) -> dict[str, Any]:
+    """Feed the batch until it is completed or cancelled, publishing its progress.
+
+    Returns:
+        The batch's final status and its jobs counted by status.
+    """
+    every = poll_seconds or get_settings().batch_poll_seconds
+    artifact_id = None
+    while True:
+        progress = feed_once(batch_id)
+        artifact_id = _publish(progress, artifact_id)
+        if progress.status not in FEEDING:
+            return {
+                "status": str(progress.status),
+                "jobs": {str(s): n for s, n in progress.jobs.items()},
+            }
+        time.sleep(every)
+
+
+def cancel_for_flow_run(flow_run_id: str) -> None:
+    """The batch whose flow run was cancelled in Prefect is cancelled, with its queued jobs."""
+    with session_scope() as session:
+        batch = session.exec(select(Batch).where(Batch.flow_run_id == flow_run_id)).first()
+        if batch is None:
+            return
+        batch_id = batch.id
+        records.set_status(batch_id, BatchStatus.CANCELLED, "cancel", session=session)
+    cancel_queued_jobs(batch_id, user="a Prefect UI or API user")
