@@ -22,9 +22,11 @@ from circus_tasks.api import (
     get_job,
     invalidate_job,
     job_events,
+    list_jobs,
     submit_job,
     wait_for_job,
 )
+from circus_tasks.batch_api import batch_items
 from circus_tasks.db.engine import reset_caches
 from circus_tasks.errors import JobStateError
 from circus_tasks.orchestration.reconciler import reconcile_once
@@ -117,6 +119,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CIRCUS_HEARTBEAT_SECONDS": "2",
         "CIRCUS_STALE_AFTER_SECONDS": "20",
         "CIRCUS_RECONCILE_SECONDS": "3",
+        "CIRCUS_BATCH_POLL_SECONDS": "0.5",
     }
     saved = dict(os.environ)
     os.environ.update(env)
@@ -454,3 +457,96 @@ def test_each_step_is_given_the_folder_the_step_before_returned(
     pre, main, post = (by_name[n] for n in ("pre-processing", "main-processing", "post-processing"))
     assert [i.id for i in main.task_inputs["inputs"]] == [pre.id]  # type: ignore[union-attr]
     assert [i.id for i in post.task_inputs["outputs"]] == [main.id]  # type: ignore[union-attr]
+
+
+def _batch_flight(batch_id: str) -> int:
+    """The batch's jobs that have a flow run and are queued or running."""
+    from sqlmodel import col, func, select
+
+    from circus_tasks.db.engine import session_scope
+    from circus_tasks.db.models import Job
+
+    with session_scope() as session:
+        return int(
+            session.exec(
+                select(func.count())
+                .select_from(Job)
+                .where(
+                    Job.batch_id == batch_id,
+                    col(Job.flow_run_id).is_not(None),
+                    col(Job.status).in_([JobStatus.IN_QUEUE, JobStatus.PROCESSING]),
+                )
+            ).one()
+        )
+
+
+def _series(stack: Stack, count: int, name: str) -> list[str]:
+    uids = []
+    for n in range(count):
+        folder = stack.home.parent / f"{name}-{n}"
+        write_series(folder, make_volume(2))
+        uids += list(import_dicom(folder).series_uids)
+    return uids
+
+
+def test_a_batch_feeds_two_machines_within_its_window_after_interactive_jobs(
+    stack: Stack,
+) -> None:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from circus_tasks.batch_api import BatchRequest, SeriesSelection, get_batch, start_batch
+
+    uids = _series(stack, 30, "batch-series")
+    selection = SeriesSelection(series_uids=uids[1:])
+    request = BatchRequest(name="thirty", plugin_id=RECORD, selection=selection, max_in_flight=4)
+    batch = start_batch(request)
+    assert batch.planned_run == 29 and batch.flow_run_id
+    stack.start_worker("machine-x", RECORD_SECONDS="0.3")
+    stack.start_worker("machine-y", RECORD_SECONDS="0.3")
+    most = 0
+    interactive: str | None = None
+    waiting: set[str] = set()
+    deadline = time.monotonic() + 400
+    while get_batch(batch.id).status != "completed":
+        assert time.monotonic() < deadline, "the batch did not complete"
+        most = max(most, _batch_flight(batch.id))
+        jobs = list_jobs(user=None, limit=1000)
+        started = [j for j in jobs if j.batch_id == batch.id and j.started_at is not None]
+        if interactive is None and len(started) >= 6:
+            interactive = submit_job(RECORD, [uids[0]], user="radiologist").id
+            waiting = {j.id for j in jobs if j.batch_id == batch.id and j.started_at is None}
+        time.sleep(0.2)
+    stack.stop_workers()
+
+    assert most <= 4, most
+    assert interactive is not None and len(waiting) >= 15
+    first = wait_for_job(interactive, 60)
+    assert first.status == JobStatus.FINISHED and first.started_at is not None
+    later = [get_job(j) for j in waiting]
+    assert all(j is not None and j.status == JobStatus.FINISHED for j in later)
+    # at most one batch run per machine was already claimed when the interactive job came
+    before = [j for j in later if j and j.started_at and j.started_at < first.started_at]
+    assert len(before) <= 2, [j.id for j in before if j]
+    with stack.client() as client:
+        (progress,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"batch-{batch.id}-progress"])
+            )
+        )
+    assert progress.data == 100.0
+
+
+def test_a_batch_completes_with_a_single_job_worker(stack: Stack) -> None:
+    from circus_tasks.batch_api import BatchRequest, SeriesSelection, get_batch, start_batch
+
+    uids = _series(stack, 5, "single-worker")
+    batch = start_batch(
+        BatchRequest(name="five", plugin_id=RECORD, selection=SeriesSelection(series_uids=uids))
+    )
+    stack.start_worker("machine-z", RECORD_SECONDS="0.1")
+    deadline = time.monotonic() + 200
+    while get_batch(batch.id).status != "completed":
+        assert time.monotonic() < deadline, "the batch did not complete"
+        time.sleep(0.5)
+    stack.stop_workers()
+    assert all(get_job(i.job_id).status == JobStatus.FINISHED for i in batch_items(batch.id))  # type: ignore[union-attr]
