@@ -10,11 +10,18 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from circus_tasks.batches import records
+from circus_tasks.batches.compare import as_csv, compare_items
+from circus_tasks.batches.followups import retry_failed_items, supersede_finished
 from circus_tasks.batches.plan import BatchPlan, BatchRequest, plan_batch_items, start_batch_records
 from circus_tasks.batches.selections import FailedSelection, JobsSelection, SeriesSelection
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Batch, BatchItem, BatchRead
-from circus_tasks.orchestration.batches import cancel_queued_jobs, launch
+from circus_tasks.orchestration.batches import (
+    cancel_queued_jobs,
+    ensure_feeder,
+    launch,
+)
+from circus_tasks.orchestration.mirror import try_mirror_state
 from circus_tasks.statuses import BatchStatus
 
 __all__ = [
@@ -26,11 +33,14 @@ __all__ = [
     "batch_items",
     "batch_progress",
     "cancel_batch",
+    "compare_batch",
     "get_batch",
     "list_batches",
     "pause_batch",
     "plan_batch",
+    "promote_batch",
     "resume_batch",
+    "retry_failed",
     "start_batch",
 ]
 
@@ -129,3 +139,46 @@ def cancel_batch(batch_id: str, *, user: str | None = None) -> BatchRead:
     _move(batch_id, BatchStatus.CANCELLED, "cancel")
     cancel_queued_jobs(batch_id, user=user)
     return get_batch(batch_id)
+
+
+def retry_failed(batch_id: str, *, user: str | None = None) -> list[str]:
+    """New jobs for the batch's failed items only, each linked to the job it retries, fed by
+    the batch's flow run (created again if it ended).
+
+    Returns:
+        The new jobs' ids.
+
+    Raises:
+        BatchNotFoundError: for an unknown id.
+    """
+    with session_scope() as session:
+        new_ids = retry_failed_items(batch_id, user=user, session=session)
+    if new_ids:
+        ensure_feeder(batch_id)
+    return new_ids
+
+
+def promote_batch(batch_id: str, *, user: str | None = None) -> list[str]:
+    """Invalidate each job the batch re-ran whose new job finished ("superseded by JOB
+    (plug-in@version)"); their flow runs show "Invalidated".
+
+    Returns:
+        The ids of the jobs invalidated now.
+    """
+    with session_scope() as session:
+        done = supersede_finished(batch_id, user=user, session=session)
+    for job_id in done:
+        try_mirror_state(job_id)
+    return done
+
+
+def compare_batch(batch_id: str) -> str:
+    """The old and new results of each re-run item side by side, as CSV. (The batch's flow run
+    publishes the same comparison as a Prefect table artifact when the batch ends.)
+
+    Raises:
+        BatchNotFoundError: for an unknown id.
+    """
+    with session_scope() as session:
+        records.require_batch(batch_id, session=session)
+        return as_csv(compare_items(batch_id, session=session))

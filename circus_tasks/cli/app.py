@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from circus_tasks.cli.batch import batch_app
-from circus_tasks.cli.output import console, jobs_table, print_error
+from circus_tasks.cli.output import console, jobs_table, or_exit, print_error
 from circus_tasks.errors import CircusError
-
-T = TypeVar("T")
 
 app = typer.Typer(help="CIRCUS CS jobs on Prefect.", no_args_is_help=True, add_completion=False)
 app.add_typer(batch_app, name="batch")
-
-
-def _or_exit(call: Callable[[], T], refusal: type[Exception] = CircusError) -> T:
-    """``call()``; a ``refusal`` is printed as an error and the command exits with 1."""
-    try:
-        return call()
-    except refusal as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -205,7 +193,7 @@ def jobs(
         "user": user,
         "patient_id": patient,
     }
-    rows = _or_exit(lambda: list_jobs(status=status, limit=limit, **filters), ValueError)
+    rows = or_exit(lambda: list_jobs(status=status, limit=limit, **filters), ValueError)
     console.print(jobs_table(rows))
 
 
@@ -216,7 +204,7 @@ def show(job_id: str) -> None:
     from circus_tasks.jobs.folders import results_folder
     from circus_tasks.jobs.queries import require_job
 
-    job = _or_exit(lambda: require_job(job_id))
+    job = or_exit(lambda: require_job(job_id))
     console.print_json(json.dumps(job.model_dump(mode="json")))
     table = Table("at", "from", "to", "by", "reason", "prefect")
     for e in job_events(job_id):
@@ -239,7 +227,7 @@ def cancel(job_id: str, user: Annotated[str | None, typer.Option()] = None) -> N
     """Cancel a job that is still in the queue."""
     from circus_tasks.api import cancel_job
 
-    job = _or_exit(lambda: cancel_job(job_id, user=user))
+    job = or_exit(lambda: cancel_job(job_id, user=user))
     console.print(f"Job {job.id}: {job.status}")
 
 
@@ -248,7 +236,7 @@ def abort(job_id: str, user: Annotated[str | None, typer.Option()] = None) -> No
     """Stop a running job (it ends failed, "aborted by USER")."""
     from circus_tasks.api import abort_job
 
-    job = _or_exit(lambda: abort_job(job_id, user=user))
+    job = or_exit(lambda: abort_job(job_id, user=user))
     console.print(f"Job {job.id}: abort requested; the job ends failed when its process stops.")
 
 
@@ -257,7 +245,7 @@ def results(job_id: str) -> None:
     """Print a job's results.json and the paths of its output files."""
     from circus_tasks.api import get_job_results
 
-    found = _or_exit(lambda: get_job_results(job_id))
+    found = or_exit(lambda: get_job_results(job_id))
     console.print(f"Job {job_id}: {found.status}")
     if found.results is not None:
         console.print_json(json.dumps(found.results))
@@ -270,7 +258,7 @@ def log(job_id: str) -> None:
     """Print a job's plug-in log (runner lines and the plug-in's output)."""
     from circus_tasks.api import get_job_results
 
-    found = _or_exit(lambda: get_job_results(job_id))
+    found = or_exit(lambda: get_job_results(job_id))
     if found.log is None:
         console.print(f"[red]error:[/red] Job {job_id} has no plug-in log yet ({found.status}).")
         raise typer.Exit(1)
@@ -286,7 +274,7 @@ def invalidate(
     """Mark a finished job invalid."""
     from circus_tasks.api import invalidate_job
 
-    job = _or_exit(lambda: invalidate_job(job_id, reason=reason, user=user))
+    job = or_exit(lambda: invalidate_job(job_id, reason=reason, user=user))
     console.print(f"Job {job.id}: {job.status}")
 
 
@@ -306,7 +294,7 @@ def demo(
     """Import demo data, register jobs and show them run (needs ``circus up``)."""
     from circus_tasks.cli.demo import run_demo
 
-    ok = _or_exit(lambda: run_demo(console, timeout=timeout))
+    ok = or_exit(lambda: run_demo(console, timeout=timeout))
     raise typer.Exit(0 if ok else 1)
 
 
@@ -326,7 +314,7 @@ def volume_(
     # loading this module; both end in run_volume.
     from circus_tasks.cli.volume import VolumeArguments, run_volume, summary
 
-    info = _or_exit(lambda: run_volume(VolumeArguments(series_spec, out_dir, include_private)))
+    info = or_exit(lambda: run_volume(VolumeArguments(series_spec, out_dir, include_private)))
     console.print(summary(info), markup=False)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from circus_tasks.cli.output import console, print_error
+from circus_tasks.cli.output import console, or_exit, print_error
 from circus_tasks.errors import CircusError
 
 batch_app = typer.Typer(help="Re-run a plug-in over many series or jobs.", no_args_is_help=True)
@@ -132,12 +134,8 @@ def show(
     """A batch, its items and its jobs' progress."""
     from circus_tasks.batch_api import batch_items, batch_progress, get_batch
 
-    try:
-        batch = get_batch(batch_id)
-        items = batch_items(batch_id)
-    except CircusError as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
+    batch = or_exit(lambda: get_batch(batch_id))
+    items = batch_items(batch_id)
     console.print(f"Batch {batch.id} ({batch.name}): {batch.plugin_id}, {batch.status}")
     table = Table("#", "series", "outcome", "job", "reason")
     for item in items:
@@ -169,17 +167,27 @@ def show(
 def _change(verb: str, batch_id: str, user: str | None) -> None:
     from circus_tasks import batch_api
 
-    calls = {
-        "pause": lambda: batch_api.pause_batch(batch_id),
-        "resume": lambda: batch_api.resume_batch(batch_id),
-        "cancel": lambda: batch_api.cancel_batch(batch_id, user=user),
+    def status(batch: Any) -> str:
+        return f"Batch {batch.id}: {batch.status}"
+
+    calls: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
+        "pause": (lambda: batch_api.pause_batch(batch_id), status),
+        "resume": (lambda: batch_api.resume_batch(batch_id), status),
+        "cancel": (lambda: batch_api.cancel_batch(batch_id, user=user), status),
+        "retry": (
+            lambda: batch_api.retry_failed(batch_id, user=user),
+            lambda ids: f"Batch {batch_id}: {len(ids)} failed item(s) queued again.",
+        ),
+        "promote": (
+            lambda: batch_api.promote_batch(batch_id, user=user),
+            lambda ids: f"Batch {batch_id}: {len(ids)} superseded job(s) invalidated.",
+        ),
     }
-    try:
-        batch = calls[verb]()
-    except CircusError as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
-    console.print(f"Batch {batch.id}: {batch.status}")
+    call, say = calls[verb]
+    console.print(say(or_exit(call)))
+
+
+User = Annotated[str | None, typer.Option(help="Who asks (recorded on the jobs).")]
 
 
 @batch_app.command()
@@ -195,6 +203,37 @@ def resume(batch_id: str) -> None:
 
 
 @batch_app.command()
-def cancel(batch_id: str, user: Annotated[str | None, typer.Option()] = None) -> None:
+def cancel(batch_id: str, user: User = None) -> None:
     """Cancel a batch and its queued jobs; running jobs finish."""
     _change("cancel", batch_id, user)
+
+
+@batch_app.command("retry-failed")
+def retry_failed(batch_id: str, user: User = None) -> None:
+    """New jobs for a batch's failed items only, linked to the jobs they retry."""
+    _change("retry", batch_id, user)
+
+
+@batch_app.command()
+def promote(batch_id: str, user: User = None) -> None:
+    """Invalidate each job the batch re-ran whose new job finished."""
+    _change("promote", batch_id, user)
+
+
+@batch_app.command()
+def compare(
+    batch_id: str,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the CSV here (default: print it).")
+    ] = None,
+) -> None:
+    """Old and new results of each re-run item side by side, as CSV (the batch's flow run
+    publishes them as a Prefect table when the batch ends)."""
+    from circus_tasks.batch_api import compare_batch
+
+    text = or_exit(lambda: compare_batch(batch_id))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        console.print(f"Comparison written to {out}.")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from circus_tasks.errors import CircusError
 
 if TYPE_CHECKING:
     from circus_tasks.db.models import JobRead
@@ -17,9 +20,21 @@ if TYPE_CHECKING:
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
+T = TypeVar("T")
+
+
 def print_error(exc: Exception) -> None:
     """Print an error the way every command reports one."""
     console.print(f"[red]error:[/red] {escape(str(exc))}")
+
+
+def or_exit(call: Callable[[], T], refusal: type[Exception] = CircusError) -> T:
+    """``call()``; a ``refusal`` is printed as an error and the command exits with 1."""
+    try:
+        return call()
+    except refusal as exc:
+        print_error(exc)
+        raise typer.Exit(1) from None
 
 
 def jobs_table(rows: Sequence[JobRead]) -> Table:

@@ -198,22 +198,24 @@ def cancel(job_id: str, *, user: str | None, session: Session) -> None:
     _move_or_refuse("cancel", job_id, session=session, by=user, reason=reason, finished_at=utcnow())
 
 
+def _invalidation(reason: str, user: str | None) -> dict[str, Any]:
+    """The fields of a ``finished -> invalidated`` move: who, when, why."""
+    return {
+        "by": user,
+        "reason": reason,
+        "invalidated_by": user,
+        "invalidated_at": utcnow(),
+        "invalidation_reason": reason,
+    }
+
+
 def invalidate(job_id: str, *, reason: str, user: str | None, session: Session) -> None:
     """``finished -> invalidated``, recording who, when and why.
 
     Raises:
         JobNotFoundError, JobStateError ("You cannot invalidate this job because ...").
     """
-    _move_or_refuse(
-        "invalidate",
-        job_id,
-        session=session,
-        by=user,
-        reason=reason,
-        invalidated_by=user,
-        invalidated_at=utcnow(),
-        invalidation_reason=reason,
-    )
+    _move_or_refuse("invalidate", job_id, session=session, **_invalidation(reason, user))
 
 
 def mark_abort(job_id: str, who: str, *, session: Session) -> bool:
@@ -245,3 +247,15 @@ def request_abort(job_id: str, *, user: str, session: Session) -> None:
         session.refresh(job)
         if job.status != JobStatus.PROCESSING:
             raise JobStateError(f"You cannot abort this job because its status is {job.status}.")
+
+
+def supersede(
+    job_id: str, by_job: str, plugin_id: str, *, user: str | None, session: Session
+) -> bool:
+    """``finished -> invalidated`` because ``by_job`` (of ``plugin_id``) re-ran it and finished.
+
+    Returns:
+        Whether this call made the move (``False``: the job was not finished).
+    """
+    fields = _invalidation(f"superseded by {by_job} ({plugin_id})", user)
+    return move_status(job_id, JobStatus.FINISHED, JobStatus.INVALIDATED, session=session, **fields)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlmodel import select
 
 from circus_tasks.batches import records
+from circus_tasks.batches.compare import compare_items
 from circus_tasks.batches.plan import BatchRequest, start_batch_records
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Batch
@@ -66,8 +67,9 @@ def cancel_queued_jobs(batch_id: str, *, user: str | None) -> list[str]:
     return cancelled
 
 
-def launch(batch_id: str) -> str | None:
-    """Create the batch's flow run (idempotent: its key is the batch id) and record it.
+def launch(batch_id: str, *, attempt: str = "") -> str | None:
+    """Create the batch's flow run (idempotent: its key is the batch id and ``attempt``) and
+    record it.
 
     Returns:
         The flow run id, or ``None`` when Prefect does not answer (the reconciler tries again).
@@ -80,7 +82,7 @@ def launch(batch_id: str) -> str | None:
             run = client.create_flow_run_from_deployment(
                 deployment.id,
                 parameters={"batch_id": batch_id},
-                idempotency_key=f"batch-{batch_id}",
+                idempotency_key=f"batch-{batch_id}{attempt}",
                 tags=[f"batch:{batch_id}"],
             )
     except PrefectUnavailableError as exc:
@@ -91,6 +93,43 @@ def launch(batch_id: str) -> str | None:
         batch.flow_run_id = str(run.id)
         session.add(batch)
     return str(run.id)
+
+
+def ensure_feeder(batch_id: str) -> str | None:
+    """A flow run feeding the batch: the one it has while that has not ended, else a new one.
+
+    Returns:
+        The flow run id, or ``None`` when Prefect does not answer.
+    """
+    from circus_tasks.errors import PrefectUnavailableError
+    from circus_tasks.jobs.registration import new_job_id
+
+    with session_scope() as session:
+        run_id = records.require_batch(batch_id, session=session).flow_run_id
+    if run_id is not None:
+        try:
+            with prefect_calls() as client:
+                state = client.read_flow_run(run_id).state
+        except PrefectUnavailableError:
+            return None
+        if state is not None and not state.is_final():
+            return run_id
+    return launch(batch_id, attempt=f"-{new_job_id()}")
+
+
+def _publish_comparison(batch_id: str) -> None:
+    """The batch's comparison (:mod:`circus_tasks.batches.compare`) as a table artifact of its
+    flow run, ``batch-ID-comparison``, when it re-ran earlier jobs."""
+    from prefect.artifacts import create_table_artifact
+
+    with session_scope() as session:
+        rows = [row.as_row() for row in compare_items(batch_id, session=session)]
+    if rows:
+        create_table_artifact(
+            table=rows,
+            key=f"batch-{batch_id}-comparison",
+            description=f"Batch {batch_id}: old and new results, item by item",
+        )
 
 
 def start_from_request(request: BatchRequest, flow_run_id: str | None) -> str:
@@ -138,6 +177,7 @@ def run_batch(batch_id: str, *, poll_seconds: float | None = None) -> dict[str, 
         progress = feed_once(batch_id)
         artifact_id = _publish(progress, artifact_id)
         if progress.status not in FEEDING:
+            _publish_comparison(batch_id)
             return {
                 "status": str(progress.status),
                 "jobs": {str(s): n for s, n in progress.jobs.items()},
