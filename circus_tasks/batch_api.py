@@ -13,7 +13,12 @@ from circus_tasks.batches import records
 from circus_tasks.batches.compare import as_csv, compare_items
 from circus_tasks.batches.followups import retry_failed_items, supersede_finished
 from circus_tasks.batches.plan import BatchPlan, BatchRequest, plan_batch_items, start_batch_records
-from circus_tasks.batches.selections import FailedSelection, JobsSelection, SeriesSelection
+from circus_tasks.batches.selections import (
+    ChangedSelection,
+    FailedSelection,
+    JobsSelection,
+    SeriesSelection,
+)
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Batch, BatchItem, BatchRead
 from circus_tasks.orchestration.batches import (
@@ -27,6 +32,7 @@ from circus_tasks.statuses import BatchStatus
 __all__ = [
     "BatchPlan",
     "BatchRequest",
+    "ChangedSelection",
     "FailedSelection",
     "JobsSelection",
     "SeriesSelection",

@@ -89,7 +89,7 @@ def plan_batch_items(request: BatchRequest, *, session: Session) -> BatchPlan:
         PluginNotFoundError: the batch's plug-in is not registered.
     """
     get_plugin(request.plugin_id)
-    selected = select_inputs(request.selection, session=session)
+    selected = select_inputs(request.selection, plugin_id=request.plugin_id, session=session)
     job_requests = [
         JobRequest(
             request.plugin_id,

@@ -8,6 +8,7 @@ batch would make, in a stable order.
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,9 +21,12 @@ from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from circus_tasks.db.models import Image, Job, JobSeries, Series
+from circus_tasks.errors import InvalidRangeError
 from circus_tasks.jobs.registration import SeriesInput
 from circus_tasks.statuses import JobStatus
-from circus_tasks.store.ranges import AUTO, ImageRange
+from circus_tasks.store.ranges import AUTO, ImageRange, resolve_range
+from circus_tasks.store.series import image_rows
+from circus_tasks.store.slices import input_digest, pick_slices
 
 
 class _Selection(BaseModel):
@@ -85,8 +89,18 @@ class FailedSelection(_Selection):
     plugin_id: str | None = None
 
 
+class ChangedSelection(_Selection):
+    """Series whose last finished job of the plug-in used other images than the range (``auto``
+    unless given) takes now: images that arrived after the job, or were replaced."""
+
+    kind: Literal["changed"] = "changed"
+    plugin_id: str | None = Field(default=None, description="default: the batch's plug-in")
+    range: str = Field(default=AUTO, description='"auto" or START:END[:DELTA]')
+
+
 Selection = Annotated[
-    SeriesSelection | JobsSelection | FailedSelection, Field(discriminator="kind")
+    SeriesSelection | JobsSelection | FailedSelection | ChangedSelection,
+    Field(discriminator="kind"),
 ]
 
 
@@ -99,10 +113,13 @@ class Selected:
     label: str = field(default="", compare=False)
 
 
-def select_inputs(selection: Selection, *, session: Session) -> list[Selected]:
-    """The inputs a selection names, in a stable order (series UID, or job id)."""
+def select_inputs(selection: Selection, *, plugin_id: str, session: Session) -> list[Selected]:
+    """The inputs a selection names for a batch of ``plugin_id``, in a stable order (series
+    UID, or job id)."""
     if isinstance(selection, SeriesSelection):
         return _series(selection, session)
+    if isinstance(selection, ChangedSelection):
+        return _changed(selection.plugin_id or plugin_id, selection.range, session)
     if isinstance(selection, JobsSelection):
         query = select(Job).where(col(Job.plugin_id).startswith(f"{selection.plugin_name}@"))
         query = query.where(col(Job.status).in_(selection.statuses))
@@ -182,3 +199,28 @@ def _rerun(jobs: Sequence[Job], session: Session) -> list[Selected]:
             image_range = ImageRange(row.start, row.end, row.delta)
             series[row.job_id].append(SeriesInput(row.series_uid, image_range))
     return [Selected(series[job_id], supersedes_job_id=job_id, label=job_id) for job_id in ids]
+
+
+def _changed(plugin_id: str, range_text: str, session: Session) -> list[Selected]:
+    """Each series whose last finished single-series job of ``plugin_id`` (with provenance)
+    used other images than ``range_text`` picks from the series now."""
+    finished = session.exec(
+        select(Job, JobSeries.series_uid)
+        .join(JobSeries, col(JobSeries.job_id) == col(Job.id))
+        .where(Job.plugin_id == plugin_id, Job.status == JobStatus.FINISHED)
+        .where(col(Job.input_digest).is_not(None))
+        .order_by(col(Job.id))
+    ).all()
+    counts = Counter(job.id for job, _ in finished)
+    last = {uid: job for job, uid in finished if counts[job.id] == 1}  # the newest wins
+    chosen = []
+    for uid in sorted(last):
+        rows = image_rows(uid, session=session)
+        try:
+            image_range = resolve_range(range_text, [(r[0], r[1]) for r in rows], uid)
+            now = pick_slices(rows, image_range, uid).sop_uids
+        except InvalidRangeError:
+            now = []  # no usable range now: the images changed too
+        if input_digest([now]) != last[uid].input_digest:
+            chosen.append(Selected([SeriesInput(uid, range_text)], last[uid].id, uid))
+    return chosen

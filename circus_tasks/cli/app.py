@@ -110,11 +110,14 @@ def series(
 @app.command()
 def plugins() -> None:
     """List the plug-ins: whether each can run here and why not, and how it is fenced in."""
+    from circus_tasks.jobs.queries import plugins_changed_since_run
+    from circus_tasks.plugins.digest import folder_digest
     from circus_tasks.plugins.registry import find_invalid_plugins, list_plugins
     from circus_tasks.plugins.sandbox import machine_isolation
 
     table = Table("plug-in id", "runner", "time-out", "runnable here", "description")
-    for p in list_plugins():
+    found = list_plugins()
+    for p in found:
         reason = p.unavailable_reason()
         table.add_row(
             p.plugin_id,
@@ -130,6 +133,12 @@ def plugins() -> None:
     console.print("Docker plug-ins: network none, input read-only, at /circus/in and /circus/out")
     for invalid in find_invalid_plugins():
         console.print(f"[red]refused[/red] {invalid.path}: {invalid.problem}")
+    digests = {p.plugin_id: folder_digest(p.path) for p in found}
+    for plugin_id, job_id in plugins_changed_since_run(digests).items():
+        console.print(
+            f"[yellow]warning[/yellow] {plugin_id}: its files changed since job {job_id} ran "
+            "with the same version; give the changed plug-in a new version."
+        )
 
 
 def parse_series_spec(spec: str) -> object:

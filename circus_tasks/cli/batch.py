@@ -27,6 +27,7 @@ def _request(plugin_id: str, name: str, options: dict[str, Any]) -> Any:
     """The batch request the command line describes (one selection kind at a time)."""
     from circus_tasks.batch_api import (
         BatchRequest,
+        ChangedSelection,
         FailedSelection,
         JobsSelection,
         SeriesSelection,
@@ -35,11 +36,14 @@ def _request(plugin_id: str, name: str, options: dict[str, Any]) -> Any:
     series_file = options.pop("series_file")
     rerun, versions, statuses = (options.pop(k) for k in ("rerun", "versions", "status"))
     failed_since, failed_before = options.pop("failed_since"), options.pop("failed_before")
+    changed = options.pop("changed")
     common = {k: options.pop(k) for k in ("priority", "max_in_flight", "user")}
     selection: Any
     if rerun is not None:
         chosen = {"statuses": statuses} if statuses else {}
         selection = JobsSelection(plugin_name=rerun, versions=versions, **chosen)
+    elif changed:
+        selection = ChangedSelection(range=options["range"])
     elif failed_since is not None:
         selection = FailedSelection(since=failed_since, before=failed_before)
     else:
@@ -70,6 +74,9 @@ def plan_or_start(
     status: Many = None,
     failed_since: Date = None,
     failed_before: Date = None,
+    changed: Annotated[
+        bool, typer.Option(help="Series whose images changed since their job.")
+    ] = False,
     priority: Annotated[int, typer.Option(help="Below 0: after interactive jobs.")] = -5,
     max_in_flight: Annotated[int, typer.Option(help="Jobs queued at a time.")] = 4,
     user: Annotated[str | None, typer.Option()] = None,

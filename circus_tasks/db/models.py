@@ -129,6 +129,13 @@ class JobBase(SQLModel):
     invalidation_reason: str | None = None
     batch_id: str | None = Field(default=None, foreign_key="batch.id", index=True)
     supersedes_job_id: str | None = Field(default=None, description="the job this one re-runs")
+    input_digest: str | None = Field(
+        default=None, description="SHA-256 of the SOP instance UIDs it used, series by series"
+    )
+    input_count: int | None = Field(default=None, description="how many images it used")
+    plugin_digest: str | None = Field(
+        default=None, description="SHA-256 of its plug-in's folder when it ran"
+    )
 
 
 class Job(JobBase, table=True):

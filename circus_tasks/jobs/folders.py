@@ -12,6 +12,10 @@ from circus_tasks.settings import get_settings
 PLUGIN_LOG = "plugin-log.txt"
 """The plug-in's output and error stream, kept with its results."""
 
+INPUTS_FILE = "input-images.txt"
+"""The SOP instance UIDs a job used, series by series, kept with its results (the job row
+holds their digest and count)."""
+
 
 @dataclass(frozen=True)
 class JobFolders:

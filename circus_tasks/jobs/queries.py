@@ -163,3 +163,20 @@ def age_seconds(moment: datetime | None) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (utcnow() - moment).total_seconds()
+
+
+def plugins_changed_since_run(plugins: dict[str, str]) -> dict[str, str]:
+    """Of ``plugins`` (plug-in id -> the digest of its folder now), those whose last job with
+    provenance ran other files under the same version: id -> that job's id."""
+    changed: dict[str, str] = {}
+    with session_scope() as session:
+        for plugin_id, digest in plugins.items():
+            last = session.exec(
+                select(Job.id, Job.plugin_digest)
+                .where(Job.plugin_id == plugin_id, col(Job.plugin_digest).is_not(None))
+                .order_by(col(Job.id).desc())
+                .limit(1)
+            ).first()
+            if last is not None and last[1] != digest:
+                changed[plugin_id] = last[0]
+    return changed

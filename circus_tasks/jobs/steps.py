@@ -16,13 +16,20 @@ from sqlmodel import Session, col, select
 
 from circus_tasks.db.models import Job, JobSeries
 from circus_tasks.jobs import transitions
-from circus_tasks.jobs.folders import PLUGIN_LOG, JobFolders, job_folders, results_folder
+from circus_tasks.jobs.folders import (
+    INPUTS_FILE,
+    PLUGIN_LOG,
+    JobFolders,
+    job_folders,
+    results_folder,
+)
+from circus_tasks.plugins.digest import folder_digest
 from circus_tasks.plugins.launch import run_plugin
 from circus_tasks.plugins.registry import Plugin, get_plugin
 from circus_tasks.plugins.results import check_output_tree, load_results
 from circus_tasks.store.ranges import ImageRange
 from circus_tasks.store.series import image_rows
-from circus_tasks.store.slices import SeriesSlices, pick_slices
+from circus_tasks.store.slices import SeriesSlices, input_digest, pick_slices
 from circus_tasks.volume.writer import write_volume
 
 
@@ -72,7 +79,12 @@ def claim_job(
         return None
     job = session.get(Job, job_id)
     assert job is not None
-    return load_context(job, session=session)
+    context = load_context(job, session=session)
+    job.input_digest = input_digest([s.sop_uids for s in context.series])
+    job.input_count = sum(len(s.sop_uids) for s in context.series)
+    job.plugin_digest = folder_digest(context.plugin.path)
+    session.add(job)
+    return context
 
 
 def prepare_inputs(context: JobContext) -> Path:
@@ -84,8 +96,10 @@ def prepare_inputs(context: JobContext) -> Path:
     folders.input.mkdir(parents=True)
     folders.output.mkdir()
     folders.scratch.mkdir()
-    for index, (files, stored) in enumerate(context.series):
+    for index, (files, stored, _) in enumerate(context.series):
         write_volume(files, folders.input, index, stored=stored)
+    lines = [f"# series {i}" + "\n" + "\n".join(s.sop_uids) for i, s in enumerate(context.series)]
+    (folders.root / INPUTS_FILE).write_text("\n".join(lines) + "\n")
     return folders.input
 
 
@@ -110,8 +124,9 @@ def store_results(context: JobContext, out_dir: Path) -> dict[str, Any]:
         shutil.rmtree(partial)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(out_dir, partial, symlinks=True)
-    if context.folders.log.exists():
-        shutil.copyfile(context.folders.log, partial / PLUGIN_LOG)
+    for kept in (PLUGIN_LOG, INPUTS_FILE):
+        if (context.folders.root / kept).exists():
+            shutil.copyfile(context.folders.root / kept, partial / kept)
     if target.exists():
         shutil.rmtree(target)
     os.replace(partial, target)

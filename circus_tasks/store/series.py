@@ -58,6 +58,6 @@ def image_rows(series_uid: str, *, session: Session) -> list[ImageRow]:
         SeriesNotFoundError: when no series has this UID.
     """
     return [
-        (image.instance_number, image.z, image.path, stored_facts(image))
+        (image.instance_number, image.z, image.path, stored_facts(image), image.sop_instance_uid)
         for image in series_images(series_uid, session=session)
     ]

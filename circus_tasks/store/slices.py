@@ -8,6 +8,7 @@ through SQLModel (:func:`circus_tasks.store.series.image_rows`).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
@@ -19,22 +20,24 @@ from circus_tasks.home import database_url_from_environment, sqlite_file
 from circus_tasks.store.ranges import ImageRange
 from circus_tasks.volume.stored import STORED_COLUMNS, StoredSlice
 
-ImageRow = tuple[int, float | None, str, StoredSlice | None]
+ImageRow = tuple[int, float | None, str, StoredSlice | None, str]
 """An image of a series: (image number, Z of ImagePositionPatient or None, file path, the
-facts import stored or None), in image number then import order."""
+facts import stored or None, SOP instance UID), in image number then import order."""
 
 _IMAGES_QUERY = (
-    f"SELECT instance_number, z, path, {', '.join(STORED_COLUMNS)} FROM image "
+    f"SELECT instance_number, z, path, sop_instance_uid, {', '.join(STORED_COLUMNS)} FROM image "
     "WHERE series_uid = ? ORDER BY instance_number, id"
 )
 _SERIES_QUERY = "SELECT 1 FROM series WHERE series_uid = ?"
 
 
 class SeriesSlices(NamedTuple):
-    """The files of a series range in range order, and the stored facts of each (or None)."""
+    """The files of a series range in range order, the stored facts of each (or None) and
+    their SOP instance UIDs."""
 
     files: list[Path]
     stored: list[StoredSlice | None]
+    sop_uids: list[str]
 
 
 def pick_slices(rows: Sequence[ImageRow], image_range: ImageRange, series_uid: str) -> SeriesSlices:
@@ -46,7 +49,15 @@ def pick_slices(rows: Sequence[ImageRow], image_range: ImageRange, series_uid: s
     by_number = {row[0]: row for row in rows}
     image_range.check_exists(by_number, series_uid)
     chosen = [by_number[number] for number in image_range.numbers()]
-    return SeriesSlices([Path(row[2]) for row in chosen], [row[3] for row in chosen])
+    return SeriesSlices(
+        [Path(row[2]) for row in chosen], [row[3] for row in chosen], [row[4] for row in chosen]
+    )
+
+
+def input_digest(series: Sequence[Sequence[str]]) -> str:
+    """The digest of the images a job uses: the SOP instance UIDs of each series in order."""
+    text = "\n\n".join("\n".join(uids) for uids in series)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def image_rows_from_sqlite(series_uid: str) -> list[ImageRow] | None:
@@ -75,6 +86,12 @@ def image_rows_from_sqlite(series_uid: str) -> list[ImageRow] | None:
     except sqlite3.Error:
         return None
     return [
-        (number, z, path, StoredSlice.from_columns(dict(zip(STORED_COLUMNS, facts, strict=True))))
-        for number, z, path, *facts in found
+        (
+            number,
+            z,
+            path,
+            StoredSlice.from_columns(dict(zip(STORED_COLUMNS, facts, strict=True))),
+            sop_uid,
+        )
+        for number, z, path, sop_uid, *facts in found
     ]

@@ -4,6 +4,7 @@ it said; starting the same batch again creates no job."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -14,15 +15,29 @@ from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import BatchItem, Job
 from circus_tasks.errors import PluginNotFoundError
 from circus_tasks.statuses import ItemOutcome, JobStatus
+from circus_tasks.store.importer import import_dicom
+from circus_tasks.testing.synthetic import write_series
+from tests.conftest import make_volume
 from tests.running import claim, fail, finish, register
 
 SeriesFactory = Callable[..., str]
 PLUGIN = "ct-only@1.0.0"  # CT, 3 to 10 images
 
 
-def _mixed(series_factory: SeriesFactory) -> dict[str, str]:
-    """Series of every kind a plan meets: done already, in flight, refused, new."""
+def _mixed(series_factory: SeriesFactory, tmp_path: Path) -> dict[str, str]:
+    """Series of every kind a plan meets: done already, in flight, refused, changed since its
+    last job (two more images arrived), new."""
+    volume = make_volume(6)
+    write_series(tmp_path / "early", volume[:4], series_uid="1.2.3.8.1")
+    import_dicom(tmp_path / "early")
+    changed = register(PLUGIN, ["1.2.3.8.1"])
+    assert claim(changed) is not None and finish(changed, {"results": {}})
+    late = write_series(tmp_path / "late", volume, series_uid="1.2.3.8.1")
+    for path in late[:4]:
+        path.unlink()
+    import_dicom(tmp_path / "late")
     uids = {
+        "changed": "1.2.3.8.1",
         "done": series_factory(slices=4),
         "in flight": series_factory(slices=4),
         "too short": series_factory(slices=2),
@@ -45,23 +60,29 @@ def _jobs() -> list[Job]:
         return list(session.exec(select(Job)))
 
 
-def test_the_plan_counts_each_kind_and_writes_nothing(series_factory: SeriesFactory) -> None:
-    uids = _mixed(series_factory)
+def test_the_plan_counts_each_kind_and_writes_nothing(
+    series_factory: SeriesFactory, tmp_path: Path
+) -> None:
+    uids = _mixed(series_factory, tmp_path)
     before = _jobs()
     with session_scope() as session:
         plan = plan_batch_items(_request(), session=session)
     assert _jobs() == before
-    assert plan.counts() == {ItemOutcome.RUN: 2, ItemOutcome.SKIPPED: 2, ItemOutcome.REFUSED: 2}
+    assert plan.counts() == {ItemOutcome.RUN: 3, ItemOutcome.SKIPPED: 2, ItemOutcome.REFUSED: 2}
     by_series = {item.series[0]["series_uid"]: item for item in plan.items}
     assert by_series[uids["new 1"]].series == [{"series_uid": uids["new 1"], "range": "1:4:1"}]
+    assert by_series[uids["changed"]].series == [{"series_uid": uids["changed"], "range": "1:6:1"}]
+    assert by_series[uids["changed"]].outcome == ItemOutcome.RUN
     assert "duplicate" in (by_series[uids["done"]].reason or "")
     assert by_series[uids["in flight"]].related_job_ids
     assert "at least 3" in (by_series[uids["too short"]].reason or "")
     assert "modality is MR" in (by_series[uids["mr"]].reason or "")
 
 
-def test_start_does_what_the_plan_said_and_again_nothing(series_factory: SeriesFactory) -> None:
-    _mixed(series_factory)
+def test_start_does_what_the_plan_said_and_again_nothing(
+    series_factory: SeriesFactory, tmp_path: Path
+) -> None:
+    _mixed(series_factory, tmp_path)
     with session_scope() as session:
         planned = plan_batch_items(_request(), session=session).counts()
     with session_scope() as session:
@@ -86,7 +107,7 @@ def test_start_does_what_the_plan_said_and_again_nothing(series_factory: SeriesF
     assert (again.id, created) == (batch.id, False)
     with session_scope() as session:  # another name: a new batch, whose items are all in flight
         other, created = start_batch_records(_request("other"), session=session)
-    assert created and other.planned_run == 0 and other.planned_skipped == 4
+    assert created and other.planned_run == 0 and other.planned_skipped == 5
     assert len(_jobs()) == count
 
 

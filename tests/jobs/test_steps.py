@@ -19,7 +19,7 @@ from circus_tasks.errors import (
     ResultsError,
     VolumeError,
 )
-from circus_tasks.jobs.folders import PLUGIN_LOG, results_folder
+from circus_tasks.jobs.folders import INPUTS_FILE, PLUGIN_LOG, results_folder
 from circus_tasks.jobs.steps import JobContext, prepare_inputs, run_main, store_results
 from circus_tasks.orchestration.run import job_execution
 from circus_tasks.settings import get_settings
@@ -63,7 +63,14 @@ def test_lesion_candidates_job_end_to_end_without_prefect(home: Path, tmp_path: 
     candidates = results["results"]["lesionCandidates"]
     assert len(candidates) == len(DEFAULT_BLOBS)
     stored = results_folder(job.job_id)
-    assert sorted(p.name for p in stored.iterdir()) == [PLUGIN_LOG, "preview.png", "results.json"]
+    assert sorted(p.name for p in stored.iterdir()) == [
+        INPUTS_FILE,
+        PLUGIN_LOG,
+        "preview.png",
+        "results.json",
+    ]
+    used = (stored / INPUTS_FILE).read_text().split()
+    assert used[:3] == ["#", "series", "0"] and len(used) == 3 + 48
     log = (stored / PLUGIN_LOG).read_text()
     assert "exit code 0" in log and "Found 3 candidate(s)" in log and "isolation:" in log
 

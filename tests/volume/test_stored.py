@@ -62,7 +62,7 @@ def _both_ways(
 
     ``parsed`` then counts one more call, or two if the facts could not be used.
     """
-    files, stored = series_slices(spec)
+    files, stored, _ = series_slices(spec)
     write_volume(files, tmp_path / "stored", 0, stored=stored, **options)
     write_volume(files, tmp_path / "parsed", 0, **options)
     return _outputs(tmp_path / "stored"), _outputs(tmp_path / "parsed")
@@ -155,7 +155,7 @@ def test_a_plain_series_and_the_lean_command_use_the_facts(
 def test_pydicoms_own_files(tmp_path: Path, parsed: list[int], name: str, has_facts: bool) -> None:
     report = import_dicom(get_testdata_file(name))
     (uid,) = report.series_uids
-    _, stored = series_slices(f"{uid}:1:1")  # each file is image 1 of its series
+    _, stored, _ = series_slices(f"{uid}:1:1")  # each file is image 1 of its series
 
     with_facts, by_parsing = _both_ways(f"{uid}:1:1", tmp_path, parsed)
 
@@ -208,7 +208,7 @@ def test_a_file_changed_after_import_is_parsed(
     change: Callable[[Path], None],
 ) -> None:
     uid = series_factory(slices=4)
-    files, stored = series_slices(uid)
+    files, stored, _ = series_slices(uid)
     change(files[2])
 
     assert stored[2] is not None and not stored[2].matches_file(files[2])
@@ -234,7 +234,7 @@ def test_compressed_series_have_no_facts_and_are_parsed(
     series_factory: SeriesFactory, tmp_path: Path, parsed: list[int]
 ) -> None:
     uid = series_factory(slices=3, transfer_syntax=RLELossless)
-    _, stored = series_slices(uid)
+    _, stored, _ = series_slices(uid)
 
     with_facts, by_parsing = _both_ways(uid, tmp_path, parsed)
 
@@ -246,7 +246,7 @@ def test_unused_high_bits_leave_no_facts(tmp_path: Path) -> None:
     volume = np.arange(2 * 6 * 5, dtype=np.int16).reshape(2, 6, 5)
     write_series(tmp_path / "s", volume, extra={"BitsStored": 12, "HighBit": 11})
 
-    _, stored = series_slices(_import(tmp_path / "s"))
+    _, stored, _ = series_slices(_import(tmp_path / "s"))
 
     assert stored == [None, None]
 
@@ -258,7 +258,7 @@ def test_images_imported_before_the_facts_existed_are_parsed(
     with session_scope() as session:
         nulls = ", ".join(f"{name} = NULL" for name in STORED_COLUMNS)
         session.execute(text(f"UPDATE image SET {nulls} WHERE series_uid = :uid"), {"uid": uid})
-    _, stored = series_slices(uid)
+    _, stored, _ = series_slices(uid)
 
     with_facts, by_parsing = _both_ways(uid, tmp_path, parsed)
 
@@ -272,7 +272,7 @@ def test_importing_a_compressed_series_again_does_not_read_it_again(
     import circus_tasks.store.importer as importer
 
     uid = series_factory(slices=3, transfer_syntax=RLELossless)
-    files, stored = series_slices(uid)
+    files, stored, _ = series_slices(uid)
     assert stored == [None, None, None]
     reads: list[Path] = []
     real_read = importer.read_header
@@ -288,7 +288,7 @@ def test_importing_again_gives_older_images_their_facts(
     series_factory: SeriesFactory, tmp_path: Path, parsed: list[int]
 ) -> None:
     uid = series_factory(slices=4)
-    before, facts = series_slices(uid)
+    before, facts, _ = series_slices(uid)
     with session_scope() as session:
         nulls = ", ".join(f"{name} = NULL" for name in STORED_COLUMNS)
         session.execute(text(f"UPDATE image SET {nulls} WHERE series_uid = :uid"), {"uid": uid})
@@ -297,7 +297,7 @@ def test_importing_again_gives_older_images_their_facts(
 
     assert (report.imported, report.already_present, report.facts_added) == (0, 4, 4)
     assert "(4 given pre-processing facts)" in str(report)
-    files, filled = series_slices(uid)
+    files, filled, _ = series_slices(uid)
     assert filled == facts
     write_volume(files, tmp_path / "out", 0, stored=filled)
     assert parsed == []  # written from the facts again
@@ -314,7 +314,7 @@ def test_pre_processing_uses_the_facts(
     inputs = prepare_inputs(new_job("record@1.0.0", f"{uid}"))
     assert parsed == []
 
-    files, _ = series_slices(uid)
+    files, _, _ = series_slices(uid)
     write_volume(files, tmp_path / "parsed", 0)
     assert _outputs(inputs) == _outputs(tmp_path / "parsed")
 
@@ -351,7 +351,7 @@ def test_inconsistent_slices_give_the_parsing_paths_error(
     uid = series_factory(slices=3)
     _add_slice(tmp_path, uid, np.zeros(shape, dtype), z)
     spec = f"{uid}:4:1:-1"  # the added slice (image 4) comes first
-    files, stored = series_slices(spec)
+    files, stored, _ = series_slices(spec)
     assert all(piece is not None for piece in stored)
 
     with_facts = _error(lambda: write_volume(files, tmp_path / "a", 0, stored=stored))
@@ -369,7 +369,7 @@ def test_a_slice_without_position_has_no_facts(tmp_path: Path) -> None:
         np.zeros((3, 4, 4), np.int16),
         extra={"ImagePositionPatient": lambda i: None if i == 1 else [0.0, 0.0, float(-i)]},
     )
-    files, stored = series_slices(f"{_import(tmp_path / 's')}:1:3")
+    files, stored, _ = series_slices(f"{_import(tmp_path / 's')}:1:3")
 
     assert stored[0] is not None and stored[1] is None
     with pytest.raises(VolumeError, match="no usable Image Position"):
@@ -377,7 +377,7 @@ def test_a_slice_without_position_has_no_facts(tmp_path: Path) -> None:
 
 
 def test_stored_facts_round_trip_through_their_columns(series_factory: SeriesFactory) -> None:
-    _, (piece, _) = series_slices(series_factory(slices=2))
+    _, (piece, _), _ = series_slices(series_factory(slices=2))
     assert piece is not None
     assert StoredSlice.from_columns(piece.columns()) == piece
     as_text = {**piece.columns(), "header": json.dumps(piece.header)}

@@ -1,6 +1,7 @@
 """batches
 
-Batches and their items; jobs gain the batch that made them and the job they re-run.
+Batches and their items; jobs gain the batch that made them, the job they re-run, and their
+provenance (a digest of the images they used and of their plug-in's folder).
 
 Revision ID: 0004
 Revises: 0003
@@ -71,12 +72,19 @@ def upgrade() -> None:
     op.add_column(
         "job", sa.Column("supersedes_job_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True)
     )
+    # provenance: which images and which plug-in files a job used
+    op.add_column("job", sa.Column("input_digest", sqlmodel.sql.sqltypes.AutoString()))
+    op.add_column("job", sa.Column("input_count", sa.Integer()))
+    op.add_column("job", sa.Column("plugin_digest", sqlmodel.sql.sqltypes.AutoString()))
     op.create_index(op.f("ix_job_batch_id"), "job", ["batch_id"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index(op.f("ix_job_batch_id"), table_name="job")
     with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.drop_column("plugin_digest")
+        batch_op.drop_column("input_count")
+        batch_op.drop_column("input_digest")
         batch_op.drop_column("supersedes_job_id")
         batch_op.drop_column("batch_id")
 
