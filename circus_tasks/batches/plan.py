@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from circus_tasks.batches.selections import Selection, select_inputs
-from circus_tasks.db.models import Batch, BatchItem
+from circus_tasks.db.models import Batch, BatchEvent, BatchItem
 from circus_tasks.errors import CircusError, DuplicateJobError
 from circus_tasks.jobs.registration import (
     Accepted,
@@ -151,6 +151,7 @@ def start_batch_records(request: BatchRequest, *, session: Session) -> tuple[Bat
     )
     session.add(batch)
     session.flush()
+    session.add(BatchEvent(batch_id=batch.id, to_status=BatchStatus.RUNNING))
     runs = [item.accepted for item in plan.items if item.accepted is not None]
     write_jobs(runs, session=session, batch_id=batch.id)
     session.add_all(

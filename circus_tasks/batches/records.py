@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from circus_tasks.db.models import Batch, BatchItem, Job, utcnow
+from circus_tasks.db.models import Batch, BatchEvent, BatchItem, Job, utcnow
 from circus_tasks.errors import BatchNotFoundError, JobStateError
 from circus_tasks.statuses import BATCH_MOVES, TERMINAL, BatchStatus, JobStatus
 
@@ -40,7 +40,10 @@ def move_batch(
         .where(col(Batch.id) == batch_id, col(Batch.status) == from_status)
         .values(status=to_status, updated_at=utcnow())
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.add(BatchEvent(batch_id=batch_id, from_status=from_status, to_status=to_status))
+    return True
 
 
 def set_status(batch_id: str, to_status: BatchStatus, verb: str, *, session: Session) -> None:

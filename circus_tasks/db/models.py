@@ -200,6 +200,9 @@ class JobEvent(SQLModel, table=True):
     by: str | None = None
     reason: str | None = None
     prefect_state: str | None = None
+    emitted_at: datetime | None = Field(
+        default=None, index=True, description="when it was sent to Prefect as an event"
+    )
 
 
 class BatchBase(SQLModel):
@@ -261,3 +264,16 @@ class BatchItem(BatchItemBase, table=True):
 
     batch_id: str = Field(foreign_key="batch.id", primary_key=True)
     position: int = Field(primary_key=True)
+
+
+class BatchEvent(SQLModel, table=True):
+    """One status move of a batch (its start included), sent to Prefect as an event."""
+
+    __tablename__ = "batch_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: str = Field(foreign_key="batch.id", index=True)
+    from_status: BatchStatus | None = None
+    to_status: BatchStatus
+    at: datetime = Field(default_factory=utcnow)
+    emitted_at: datetime | None = Field(default=None, index=True)

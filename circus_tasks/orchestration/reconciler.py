@@ -27,6 +27,7 @@ from circus_tasks.jobs.queries import age_seconds
 from circus_tasks.orchestration.batches import FEEDING, launch
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
 from circus_tasks.orchestration.dispatch import try_dispatch_jobs
+from circus_tasks.orchestration.events import relay_events
 from circus_tasks.orchestration.mirror import try_mirror_state
 from circus_tasks.orchestration.run import PREFECT_USER, fail_job
 from circus_tasks.settings import get_settings
@@ -111,14 +112,15 @@ def reconcile_once() -> list[str]:
     actions += [f"batch {b}: flow run created" for b in unlaunched if launch(b)]
 
     run_ids = [j.flow_run_id for j in processing + queued + mirrored if j.flow_run_id]
-    if not run_ids:
-        return actions
     try:
         with prefect_client() as client:
             runs = _read_runs(client, run_ids)
+            healthy = client.api_healthcheck() is None
     except unreachable_errors() as exc:
         log.warning("reconciler: Prefect does not answer: %s", exc)
         return actions
+    if healthy and (sent := relay_events()):
+        actions.append(f"{sent} event(s) sent to Prefect")
 
     for job in queued:
         if job.flow_run_id is None:

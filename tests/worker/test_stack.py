@@ -550,3 +550,56 @@ def test_a_batch_completes_with_a_single_job_worker(stack: Stack) -> None:
         time.sleep(0.5)
     stack.stop_workers()
     assert all(get_job(i.job_id).status == JobStatus.FINISHED for i in batch_items(batch.id))  # type: ignore[union-attr]
+
+
+def _events(stack: Stack, resource_ids: list[str]) -> list[dict[str, Any]]:
+    """Prefect's events about these resources (read from its events API)."""
+    with stack.client() as client:
+        found = client.request(
+            "POST",
+            "/events/filter",  # type: ignore[arg-type]
+            json={"filter": {"resource": {"id": resource_ids}}, "limit": 50},
+        ).json()
+    return list(found["events"])
+
+
+def test_moves_are_prefect_events_and_the_example_automation_loads(stack: Stack) -> None:
+    from circus_tasks.batch_api import BatchRequest, SeriesSelection, get_batch, start_batch
+
+    uids = _series(stack, 2, "events")
+    batch = start_batch(
+        BatchRequest(name="events", plugin_id=RECORD, selection=SeriesSelection(series_uids=uids))
+    )
+    failing = submit_job("crash@1.0.0", [uids[0]], user="events-user").id
+    stack.start_worker("machine-e", RECORD_SECONDS="0.1")
+    assert wait_for_job(failing, 120).status == JobStatus.FAILED
+    wanted = {
+        ("circus.job.failed", f"circus.job.{failing}"),
+        ("circus.batch.started", f"circus.batch.{batch.id}"),
+        ("circus.batch.completed", f"circus.batch.{batch.id}"),
+    }
+    deadline = time.monotonic() + 120
+    while True:
+        ids = [f"circus.job.{failing}", f"circus.batch.{batch.id}"]
+        seen = {(e["event"], e["resource"]["prefect.resource.id"]) for e in _events(stack, ids)}
+        if wanted <= seen:
+            break
+        assert time.monotonic() < deadline, (wanted - seen, get_batch(batch.id).status)
+        time.sleep(1)
+    stack.stop_workers()
+    (failed,) = [
+        e for e in _events(stack, [f"circus.job.{failing}"]) if e["event"] == "circus.job.failed"
+    ]
+    roles = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in failed["related"]}
+    assert roles["plugin"] == "circus.plugin.crash@1.0.0"
+    assert roles["user"] == "circus.user.events-user" and roles["series"].endswith(uids[0])
+
+    automation = ROOT / "deployments" / "automations" / "notify-on-job-failure.yaml"
+    command = [str(Path(sys.executable).parent / "prefect"), "automation", "create"]
+    loaded = subprocess.run(
+        [*command, "--from-file", str(automation)], env=stack.env, capture_output=True, text=True
+    )
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    with stack.client() as client:
+        names = [a.name for a in client.read_automations()]
+    assert "circus job failed" in names

@@ -77,9 +77,38 @@ def upgrade() -> None:
     op.add_column("job", sa.Column("input_count", sa.Integer()))
     op.add_column("job", sa.Column("plugin_digest", sqlmodel.sql.sqltypes.AutoString()))
     op.create_index(op.f("ix_job_batch_id"), "job", ["batch_id"], unique=False)
+    # events: every status move is also sent to Prefect; the moves made before were not
+    op.add_column("jobevent", sa.Column("emitted_at", sqlmodel.sql.sqltypes.UTCDateTime()))
+    op.execute("UPDATE jobevent SET emitted_at = at")
+    op.create_index(op.f("ix_jobevent_emitted_at"), "jobevent", ["emitted_at"], unique=False)
+    op.create_table(
+        "batch_event",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("batch_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column(
+            "from_status",
+            sa.Enum("RUNNING", "PAUSED", "CANCELLED", "COMPLETED", name="batchstatus"),
+            nullable=True,
+        ),
+        sa.Column(
+            "to_status",
+            sa.Enum("RUNNING", "PAUSED", "CANCELLED", "COMPLETED", name="batchstatus"),
+            nullable=False,
+        ),
+        sa.Column("at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("emitted_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["batch_id"], ["batch.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(op.f("ix_batch_event_batch_id"), "batch_event", ["batch_id"], unique=False)
+    op.create_index(op.f("ix_batch_event_emitted_at"), "batch_event", ["emitted_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("batch_event")
+    op.drop_index(op.f("ix_jobevent_emitted_at"), table_name="jobevent")
+    with op.batch_alter_table("jobevent", schema=None) as batch_op:
+        batch_op.drop_column("emitted_at")
     op.drop_index(op.f("ix_job_batch_id"), table_name="job")
     with op.batch_alter_table("job", schema=None) as batch_op:
         batch_op.drop_column("plugin_digest")
