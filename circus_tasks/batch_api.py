@@ -27,9 +27,24 @@ from circus_tasks.orchestration.batches import (
     launch,
 )
 from circus_tasks.orchestration.mirror import try_mirror_state
+from circus_tasks.orchestration.schedules import (
+    BatchSchedule,
+    ScheduleError,
+    add_schedule,
+    list_schedules,
+    remove_schedule,
+    set_active,
+)
 from circus_tasks.statuses import BatchStatus
 
 __all__ = [
+    "BatchSchedule",
+    "ScheduleError",
+    "add_schedule",
+    "list_schedules",
+    "pause_schedule",
+    "remove_schedule",
+    "resume_schedule",
     "BatchPlan",
     "BatchRequest",
     "ChangedSelection",
@@ -188,3 +203,21 @@ def compare_batch(batch_id: str) -> str:
     with session_scope() as session:
         records.require_batch(batch_id, session=session)
         return as_csv(compare_items(batch_id, session=session))
+
+
+def pause_schedule(name: str) -> None:
+    """Stop a batch schedule from starting batches (until resumed).
+
+    Raises:
+        ScheduleError: no schedule has this name.
+    """
+    set_active(name, False)
+
+
+def resume_schedule(name: str) -> None:
+    """Let a paused batch schedule start batches again.
+
+    Raises:
+        ScheduleError: no schedule has this name.
+    """
+    set_active(name, True)

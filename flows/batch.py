@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, runtime
+from prefect.states import Cancelled
 
 from circus_tasks.batches.plan import BatchRequest
 from circus_tasks.orchestration.batches import cancel_for_flow_run, run_batch, start_from_request
@@ -20,5 +21,7 @@ def circus_batch(batch_id: str | None = None, request: BatchRequest | None = Non
     if batch_id is None:
         if request is None:
             raise ValueError("Give a batch_id or a request.")
-        batch_id = start_from_request(request, str(runtime.flow_run.id))
+        batch_id, refusal = start_from_request(request, str(runtime.flow_run.id))
+        if refusal:
+            return Cancelled(message=refusal)
     return run_batch(batch_id)

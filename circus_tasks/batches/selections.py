@@ -11,12 +11,12 @@ import fnmatch
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -81,12 +81,27 @@ class JobsSelection(_Selection):
 
 
 class FailedSelection(_Selection):
-    """Jobs that failed in a time window (of one plug-in, or any), to run again."""
+    """Jobs that failed in a time window (of one plug-in, or any), to run again: since a time,
+    or within the last hours (for a schedule: "last night's failures")."""
 
     kind: Literal["failed"] = "failed"
-    since: datetime
+    since: datetime | None = None
+    within_hours: float | None = Field(default=None, gt=0)
     before: datetime | None = None
     plugin_id: str | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> FailedSelection:
+        if (self.since is None) == (self.within_hours is None):
+            raise ValueError("Give the window's start: since a time, or within_hours.")
+        return self
+
+    def start(self) -> datetime:
+        """Where the window starts."""
+        if self.since is not None:
+            return self.since
+        assert self.within_hours is not None
+        return datetime.now(UTC) - timedelta(hours=self.within_hours)
 
 
 class ChangedSelection(_Selection):
@@ -133,7 +148,7 @@ def select_inputs(selection: Selection, *, plugin_id: str, session: Session) -> 
     query = select(Job).where(Job.status == JobStatus.FAILED)
     if selection.plugin_id is not None:
         query = query.where(Job.plugin_id == selection.plugin_id)
-    return _rerun(_window(query, selection.since, selection.before, session), session)
+    return _rerun(_window(query, selection.start(), selection.before, session), session)
 
 
 def _series(selection: SeriesSelection, session: Session) -> list[Selected]:

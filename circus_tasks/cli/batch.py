@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from circus_tasks.cli.output import console, or_exit, print_error
+from circus_tasks.cli.schedules import schedule_app
 from circus_tasks.errors import CircusError
 
 batch_app = typer.Typer(help="Re-run a plug-in over many series or jobs.", no_args_is_help=True)
@@ -36,6 +37,7 @@ def _request(plugin_id: str, name: str, options: dict[str, Any]) -> Any:
     series_file = options.pop("series_file")
     rerun, versions, statuses = (options.pop(k) for k in ("rerun", "versions", "status"))
     failed_since, failed_before = options.pop("failed_since"), options.pop("failed_before")
+    failed_within = options.pop("failed_within")
     changed = options.pop("changed")
     common = {k: options.pop(k) for k in ("priority", "max_in_flight", "user")}
     selection: Any
@@ -44,8 +46,9 @@ def _request(plugin_id: str, name: str, options: dict[str, Any]) -> Any:
         selection = JobsSelection(plugin_name=rerun, versions=versions, **chosen)
     elif changed:
         selection = ChangedSelection(range=options["range"])
-    elif failed_since is not None:
-        selection = FailedSelection(since=failed_since, before=failed_before)
+    elif failed_since is not None or failed_within is not None:
+        window = {"since": failed_since, "within_hours": failed_within, "before": failed_before}
+        selection = FailedSelection(**window)
     else:
         if series_file is not None:
             listed = Path(series_file).read_text().split()
@@ -77,13 +80,19 @@ def plan_or_start(
     changed: Annotated[
         bool, typer.Option(help="Series whose images changed since their job.")
     ] = False,
+    failed_within: Annotated[float | None, typer.Option(help="Failed in the last N hours.")] = None,
+    cron: Annotated[str | None, typer.Option(help="schedule add: when, e.g. '0 3 * * *'")] = None,
+    timezone: Annotated[str | None, typer.Option(help="schedule add: the cron's zone")] = None,
+    every: Annotated[float | None, typer.Option(help="schedule add: every N seconds")] = None,
     priority: Annotated[int, typer.Option(help="Below 0: after interactive jobs.")] = -5,
     max_in_flight: Annotated[int, typer.Option(help="Jobs queued at a time.")] = 4,
     user: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Plan a batch (what would run, be skipped or refused, and why), or start it."""
+    """Plan a batch (what would run, be skipped or refused, and why), start it, or schedule it
+    (``schedule add``, with --cron and --timezone or --every; --name names the schedule)."""
     options = dict(locals())
-    for key in ("ctx", "plugin_id", "name"):
+    when: dict[str, Any] = {"cron": cron, "timezone": timezone, "every_seconds": every}
+    for key in ("ctx", "plugin_id", "name", "cron", "timezone", "every"):
         options.pop(key)
     options["series_uids"], options["patient_ids"] = options.pop("series"), options.pop("patient")
     options["study_date_from"], options["study_date_to"] = (
@@ -91,10 +100,14 @@ def plan_or_start(
         options.pop("study_to"),
     )
     options["range"] = options.pop("range_")
-    from circus_tasks.batch_api import plan_batch, start_batch
+    from circus_tasks.batch_api import add_schedule, plan_batch, start_batch
 
     try:
         request = _request(plugin_id, name, options)
+        if ctx.info_name == "add":
+            added = add_schedule(name, request, **when)
+            console.print(f"Schedule {added.name}: {added.when}, active {added.active}.")
+            return
         if ctx.info_name == "start":
             batch = start_batch(request)
         else:
@@ -119,6 +132,8 @@ def plan_or_start(
 
 batch_app.command("plan")(plan_or_start)
 batch_app.command("start")(plan_or_start)
+batch_app.add_typer(schedule_app, name="schedule")
+schedule_app.command("add")(plan_or_start)
 
 
 @batch_app.command("list")

@@ -132,14 +132,23 @@ def _publish_comparison(batch_id: str) -> None:
         )
 
 
-def start_from_request(request: BatchRequest, flow_run_id: str | None) -> str:
-    """Start a batch from inside its own flow run (a schedule or Prefect's Run form)."""
+def start_from_request(request: BatchRequest, flow_run_id: str | None) -> tuple[str, str | None]:
+    """Start a batch from inside its own flow run (a schedule or Prefect's Run form).
+
+    Returns:
+        The batch id, and why this run must not feed it (the request's batch of an earlier run
+        is still running or paused: runs of one schedule never overlap), or ``None``.
+    """
     with session_scope() as session:
-        batch, _ = start_batch_records(request, session=session)
-        if batch.flow_run_id is None:
-            batch.flow_run_id = flow_run_id
-            session.add(batch)
-        return batch.id
+        batch, created = start_batch_records(request, session=session)
+        if not created:
+            return batch.id, (
+                f"refused: batch {batch.id} of this request is still {batch.status} "
+                f"(flow run {batch.flow_run_id}); runs of one schedule do not overlap"
+            )
+        batch.flow_run_id = flow_run_id
+        session.add(batch)
+        return batch.id, None
 
 
 def _publish(progress: records.BatchProgress, artifact_id: Any) -> Any:

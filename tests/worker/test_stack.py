@@ -120,6 +120,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CIRCUS_STALE_AFTER_SECONDS": "20",
         "CIRCUS_RECONCILE_SECONDS": "3",
         "CIRCUS_BATCH_POLL_SECONDS": "0.5",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
     }
     saved = dict(os.environ)
     os.environ.update(env)
@@ -603,3 +604,60 @@ def test_moves_are_prefect_events_and_the_example_automation_loads(stack: Stack)
     with stack.client() as client:
         names = [a.name for a in client.read_automations()]
     assert "circus job failed" in names
+
+
+def _schedule_runs(stack: Stack, batch_name: str) -> list[Any]:
+    """The batch deployment's flow runs that a schedule of this batch name created."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with stack.client() as client:
+        deployment = client.read_deployment_by_name("circus-batch/circus-batch")
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        )
+    return [r for r in runs if (r.parameters.get("request") or {}).get("name") == batch_name]
+
+
+def test_batch_schedules_start_batches_never_overlap_and_pause(stack: Stack) -> None:
+    from circus_tasks.batch_api import cancel_batch, list_batches, list_schedules
+
+    def circus(*args: str) -> str:
+        run = subprocess.run([CIRCUS, *args], env=stack.env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return run.stdout
+
+    uids = _series(stack, 2, "scheduled")
+    series = [arg for uid in uids for arg in ("--series", uid)]
+    circus("batch", "schedule", "add", RECORD, "--name", "every-10s", "--every", "10", *series)
+    listed = {s.name: s for s in list_schedules()}
+    assert listed["morning-retry"].active is False  # the one prefect.yaml declares
+    assert listed["every-10s"].active and listed["every-10s"].when == "every 10 s"
+    assert "every-10s" in circus("batch", "schedule", "list")
+
+    def batches() -> list[Any]:
+        return [b for b in list_batches() if b.name == "every-10s"]
+
+    wait_until(batches, 90, "a batch started by the schedule")
+
+    # no job worker runs: the batch keeps running, so the schedule's next run is refused
+    def refused_runs() -> list[Any]:
+        return [
+            r
+            for r in _schedule_runs(stack, "every-10s")
+            if r.state is not None
+            and r.state.type.value == "CANCELLED"
+            and (r.state.message or "").startswith("refused: batch")
+        ]
+
+    refused = wait_until(refused_runs, 90, "a refused overlapping run")
+    assert refused and len(batches()) == 1
+
+    circus("batch", "schedule", "pause", "every-10s")
+    time.sleep(12)  # a run created just before the pause may still come
+    settled = len(_schedule_runs(stack, "every-10s"))
+    time.sleep(25)
+    assert len(_schedule_runs(stack, "every-10s")) == settled  # paused: no new run
+    assert len(batches()) == 1
+    circus("batch", "schedule", "remove", "every-10s")
+    assert "every-10s" not in {s.name for s in list_schedules()}
+    cancel_batch(batches()[0].id)
