@@ -288,7 +288,7 @@ def query_plans() -> dict[str, str]:
 def bench_search(count: int, calls: int) -> dict[str, Any]:
     from circus_tasks.api import list_jobs
     from circus_tasks.db.engine import session_scope
-    from circus_tasks.jobs.registration import find_duplicates
+    from circus_tasks.jobs.duplicates import find_duplicates
 
     rng = random.Random(4)
     started = time.perf_counter()

@@ -127,14 +127,14 @@ def test_plugins_and_images_are_read_once_per_batch(
         return wrapper
 
     monkeypatch.setattr(jobs, "get_plugin", counted("plugin", jobs.get_plugin))
-    monkeypatch.setattr(jobs, "series_images", counted("images", jobs.series_images))
+    monkeypatch.setattr(jobs, "images_by_series", counted("images", jobs.images_by_series))
     requests = [JobRequest(OTHER, [a, b], force=True) for _ in range(20)]
     requests += [JobRequest("nope@1.0.0", [a]) for _ in range(5)]
     with session_scope() as session:
         outcomes = register_jobs(requests, session=session)
     assert sum(isinstance(o, Job) for o in outcomes) == 20
     assert all(isinstance(o, PluginNotFoundError) for o in outcomes[20:])
-    assert calls == {"plugin": 2, "images": 2}
+    assert calls == {"plugin": 2, "images": 1}  # both series' images in one read
 
 
 def test_submit_jobs_without_prefect_keeps_the_valid_jobs_registered(

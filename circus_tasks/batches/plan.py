@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from circus_tasks.batches.selections import Selection, select_inputs
@@ -154,18 +155,22 @@ def start_batch_records(request: BatchRequest, *, session: Session) -> tuple[Bat
     session.add(BatchEvent(batch_id=batch.id, to_status=BatchStatus.RUNNING))
     runs = [item.accepted for item in plan.items if item.accepted is not None]
     write_jobs(runs, session=session, batch_id=batch.id)
-    session.add_all(
-        BatchItem(
-            batch_id=batch.id,
-            position=item.position,
-            series=item.series,
-            outcome=item.outcome,
-            reason=item.reason,
-            job_id=item.accepted.job_id if item.accepted else None,
-            related_job_ids=list(item.related_job_ids),
-            supersedes_job_id=item.supersedes_job_id,
-        )
-        for item in plan.items
+    # the items as plain rows, one statement: a batch is as quick to register as submit_jobs
+    session.execute(
+        insert(BatchItem),
+        [
+            {
+                "batch_id": batch.id,
+                "position": item.position,
+                "series": item.series,
+                "outcome": item.outcome,
+                "reason": item.reason,
+                "job_id": item.accepted.job_id if item.accepted else None,
+                "related_job_ids": list(item.related_job_ids),
+                "supersedes_job_id": item.supersedes_job_id,
+            }
+            for item in plan.items
+        ],
     )
     session.flush()
     return batch, True

@@ -4,10 +4,10 @@ checked, the duplicate check, and the rows written ``in_queue`` (nothing is disp
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from ulid import ULID
 
 from circus_tasks.db.models import (
@@ -24,11 +24,12 @@ from circus_tasks.errors import (
     JobStateError,
     PluginNotFoundError,
 )
+from circus_tasks.jobs.duplicates import find_many_duplicates, job_signature
 from circus_tasks.plugins.conditions import SeriesUse, unmet_conditions
 from circus_tasks.plugins.registry import Plugin, get_plugin
-from circus_tasks.statuses import IGNORED_BY_DUPLICATE_CHECK, JobStatus
+from circus_tasks.statuses import JobStatus
 from circus_tasks.store.ranges import AUTO, ImageRange, resolve_range
-from circus_tasks.store.series import series_images
+from circus_tasks.store.series import images_by_series, series_images
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class _Lookups:
         self.session = session
         self._plugins: dict[str, Plugin | PluginNotFoundError] = {}
         self._images: dict[str, list[Image]] = {}
+        self._series: dict[str, Series] = {}
+
+    def prefetch(self, series_uids: Sequence[str]) -> None:
+        """Read many series and their images at once (a few queries, not two per series)."""
+        series, images = images_by_series(series_uids, session=self.session)
+        self._series.update(series)
+        self._images.update(images)
 
     def plugin(self, plugin_id: str) -> Plugin:
         """:func:`get_plugin`, once per id.
@@ -77,9 +85,11 @@ class _Lookups:
 
     def series(self, series_uid: str) -> Series:
         """The index entry of a series already looked up with :meth:`images`."""
-        series = self.session.get(Series, series_uid)
-        assert series is not None
-        return series
+        if series_uid not in self._series:
+            series = self.session.get(Series, series_uid)
+            assert series is not None
+            self._series[series_uid] = series
+        return self._series[series_uid]
 
 
 def resolve_series(
@@ -103,21 +113,6 @@ def resolve_series(
     return resolved
 
 
-def job_signature(resolved: Iterable[tuple[str, ImageRange]]) -> str:
-    """The duplicate-check key: each series UID and range, in job order."""
-    return "|".join(f"{uid}:{r}" for uid, r in resolved)
-
-
-def find_duplicates(plugin_id: str, signature: str, *, session: Session) -> list[str]:
-    """Ids of jobs that make a new job with this plug-in and series a duplicate."""
-    query = select(Job.id).where(
-        Job.plugin_id == plugin_id,
-        Job.signature == signature,
-        col(Job.status).not_in(list(IGNORED_BY_DUPLICATE_CHECK)),
-    )
-    return list(session.exec(query))
-
-
 def new_job_id() -> str:
     """A lower-case ULID, sortable by creation time."""
     return str(ULID()).lower()
@@ -137,16 +132,14 @@ class JobRequest:
 
 
 def _validate(
-    request: JobRequest, *, lookups: _Lookups, pending: Mapping[tuple[str, str], list[str]]
+    request: JobRequest, *, lookups: _Lookups
 ) -> tuple[list[tuple[str, ImageRange]], str]:
-    """Check a request by every registration rule; its resolved series and signature.
-
-    ``pending`` holds jobs of the same batch not written yet, by (plug-in, signature): they
-    make a duplicate too.
+    """Check a request by every registration rule but the duplicate check; its resolved series
+    and signature.
 
     Raises:
         PluginNotFoundError, JobStateError, SeriesNotFoundError, InvalidRangeError,
-        InputConditionError, DuplicateJobError.
+        InputConditionError.
     """
     plugin = lookups.plugin(request.plugin_id)
     if not request.series:
@@ -156,13 +149,7 @@ def _validate(
     problems = unmet_conditions(plugin.manifest.input_conditions, uses)
     if problems:
         raise InputConditionError(request.plugin_id, problems)
-    signature = job_signature(resolved)
-    if not request.force:
-        existing = find_duplicates(request.plugin_id, signature, session=lookups.session)
-        existing += pending.get((request.plugin_id, signature), [])
-        if existing:
-            raise DuplicateJobError(existing)
-    return resolved, signature
+    return resolved, job_signature(resolved)
 
 
 @dataclass(frozen=True)
@@ -181,22 +168,43 @@ def judge_requests(
     """Judge many requests by the registration rules, each on its own, writing nothing.
 
     A request that repeats an earlier accepted one is a duplicate of it (unless forced).
-    Plug-ins, series and images are read once for all of them.
+    Plug-ins, series, images and the duplicates already registered are read a few queries for
+    all of them, not per request.
 
     Returns:
         For each request in order, its acceptance or the error that refuses it.
     """
     lookups = _Lookups(session)
-    pending: dict[tuple[str, str], list[str]] = defaultdict(list)
-    outcomes: list[Accepted | CircusError] = []
+    lookups.prefetch(
+        [s if isinstance(s, str) else s.series_uid for request in requests for s in request.series]
+    )
+    judged: list[tuple[list[tuple[str, ImageRange]], str] | CircusError] = []
     for request in requests:
         try:
-            resolved, signature = _validate(request, lookups=lookups, pending=pending)
+            judged.append(_validate(request, lookups=lookups))
         except CircusError as exc:
-            outcomes.append(exc)
+            judged.append(exc)
+    registered = find_many_duplicates(
+        [
+            (request.plugin_id, outcome[1])
+            for request, outcome in zip(requests, judged, strict=True)
+            if not isinstance(outcome, CircusError) and not request.force
+        ],
+        session=session,
+    )
+    pending: dict[tuple[str, str], list[str]] = defaultdict(list)
+    outcomes: list[Accepted | CircusError] = []
+    for request, outcome in zip(requests, judged, strict=True):
+        if isinstance(outcome, CircusError):
+            outcomes.append(outcome)
             continue
-        accepted = Accepted(request, resolved, signature, new_job_id())
-        pending[(request.plugin_id, signature)].append(accepted.job_id)
+        key = (request.plugin_id, outcome[1])
+        existing = registered.get(key, []) + pending[key]
+        if existing and not request.force:
+            outcomes.append(DuplicateJobError(existing))
+            continue
+        accepted = Accepted(request, outcome[0], outcome[1], new_job_id())
+        pending[key].append(accepted.job_id)
         outcomes.append(accepted)
     return outcomes
 

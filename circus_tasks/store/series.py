@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlmodel import Session, col, select
 
-from circus_tasks.db.engine import session_scope
+from circus_tasks.db.engine import CHUNK, session_scope
 from circus_tasks.db.models import Image, Series, SeriesRead
 from circus_tasks.errors import SeriesNotFoundError
 from circus_tasks.store.slices import ImageRow
@@ -43,6 +45,29 @@ def series_images(series_uid: str, *, session: Session) -> list[Image]:
         .order_by(col(Image.instance_number), col(Image.id))
     )
     return list(session.exec(query))
+
+
+def images_by_series(
+    series_uids: Sequence[str], *, session: Session
+) -> tuple[dict[str, Series], dict[str, list[Image]]]:
+    """The index entries of many series and their images (as :func:`series_images` orders
+    them), a few queries for all; series that are not imported are left out."""
+    wanted = list(dict.fromkeys(series_uids))
+    found: dict[str, Series] = {}
+    images: dict[str, list[Image]] = {}
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        for series in session.exec(select(Series).where(col(Series.series_uid).in_(chunk))):
+            found[series.series_uid] = series
+            images[series.series_uid] = []
+        query = (
+            select(Image)
+            .where(col(Image.series_uid).in_(chunk))
+            .order_by(col(Image.series_uid), col(Image.instance_number), col(Image.id))
+        )
+        for image in session.exec(query):
+            images[image.series_uid].append(image)
+    return found, images
 
 
 def stored_facts(image: Image) -> StoredSlice | None:
