@@ -198,7 +198,7 @@ def cancel_for_flow_run(flow_run_id: str) -> None:
     """The batch whose flow run was cancelled in Prefect is cancelled, with its queued jobs."""
     with session_scope() as session:
         batch = session.exec(select(Batch).where(Batch.flow_run_id == flow_run_id)).first()
-        if batch is None:
+        if batch is None or batch.status not in FEEDING:
             return
         batch_id = batch.id
         records.set_status(batch_id, BatchStatus.CANCELLED, "cancel", session=session)

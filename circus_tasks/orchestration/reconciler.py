@@ -24,7 +24,7 @@ from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Batch, Job, utcnow
 from circus_tasks.jobs import transitions
 from circus_tasks.jobs.queries import age_seconds
-from circus_tasks.orchestration.batches import FEEDING, launch
+from circus_tasks.orchestration.batches import FEEDING, cancel_for_flow_run, launch
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
 from circus_tasks.orchestration.dispatch import try_dispatch_jobs
 from circus_tasks.orchestration.events import relay_events
@@ -70,13 +70,8 @@ def reconcile_once() -> list[str]:
     with session_scope() as session:
         processing = list(session.exec(select(Job).where(Job.status == JobStatus.PROCESSING)))
         queued = list(session.exec(select(Job).where(Job.status == JobStatus.IN_QUEUE)))
-        unlaunched = list(
-            session.exec(
-                select(Batch.id).where(
-                    col(Batch.status).in_(list(FEEDING)), col(Batch.flow_run_id).is_(None)
-                )
-            )
-        )
+        feeding = list(session.exec(select(Batch).where(col(Batch.status).in_(list(FEEDING)))))
+        unlaunched = [b.id for b in feeding if b.flow_run_id is None]
         recent = utcnow() - timedelta(minutes=30)
         mirrored = list(
             session.exec(
@@ -112,6 +107,7 @@ def reconcile_once() -> list[str]:
     actions += [f"batch {b}: flow run created" for b in unlaunched if launch(b)]
 
     run_ids = [j.flow_run_id for j in processing + queued + mirrored if j.flow_run_id]
+    run_ids += [b.flow_run_id for b in feeding if b.flow_run_id]
     try:
         with prefect_client() as client:
             runs = _read_runs(client, run_ids)
@@ -153,6 +149,13 @@ def reconcile_once() -> list[str]:
         )
         if fail_job(job.id, message, by="reconciler", prefect_state=run.state.type.value):
             actions.append(f"{job.id}: failed (flow run {run.state.type.value})")
+
+    for batch in feeding:  # a batch whose flow run was cancelled in Prefect is cancelled
+        run = runs.get(batch.flow_run_id or "")
+        if run is not None and run.state is not None:
+            if run.state.type.value in PREFECT_CANCEL_TYPES:
+                cancel_for_flow_run(str(run.id))
+                actions.append(f"batch {batch.id}: cancelled (its flow run was cancelled)")
 
     for job in mirrored:
         run = runs.get(job.flow_run_id or "")

@@ -96,6 +96,10 @@ class Stack:
             states = client.read_flow_run_states(job.flow_run_id)
         return min(s.timestamp for s in states if s.type.value == "PENDING")
 
+    def run_state_of(self, flow_run_id: str) -> Any:
+        with self.client() as client:
+            return client.read_flow_run(flow_run_id).state
+
     def run_state(self, job_id: str) -> Any:
         job = get_job(job_id)
         assert job is not None and job.flow_run_id
@@ -714,3 +718,29 @@ def test_pause_resume_cancel_and_retry_failed_end_to_end(stack: Stack) -> None:
     wait_until(lambda: get_batch(failing.id).status == "completed", 120, "the retried batch")
     stack.stop_workers()
     assert {get_job(j).status for j in retried} == {JobStatus.FAILED}  # type: ignore[union-attr]
+
+
+def test_cancelling_a_batch_flow_run_in_prefect_cancels_the_batch(stack: Stack) -> None:
+    from prefect.states import Cancelling
+
+    from circus_tasks.batch_api import BatchRequest, SeriesSelection, get_batch, start_batch
+
+    uids = _series(stack, 3, "cancel-run")
+    selection = SeriesSelection(series_uids=uids)
+    batch = start_batch(BatchRequest(name="cancel-run", plugin_id=RECORD, selection=selection))
+    assert batch.flow_run_id is not None
+    running = wait_until(
+        lambda: (s := stack.run_state_of(batch.flow_run_id)) is not None and s.is_running(),
+        90,
+        "the batch's flow run running",
+    )
+    assert running
+    with stack.client() as client:
+        client.set_flow_run_state(batch.flow_run_id, Cancelling(), force=True)
+    wait_until(
+        lambda: reconcile_once() is not None and get_batch(batch.id).status == "cancelled",
+        90,
+        "the batch cancelled",
+    )
+    left = [get_job(i.job_id) for i in batch_items(batch.id) if i.job_id]
+    assert not [j for j in left if j is not None and j.status == JobStatus.IN_QUEUE]
