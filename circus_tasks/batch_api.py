@@ -127,10 +127,9 @@ def batch_progress(batch_id: str) -> records.BatchProgress:
         return records.progress(batch_id, session=session)
 
 
-def _move(batch_id: str, to_status: BatchStatus, verb: str) -> BatchRead:
+def _move(batch_id: str, verb: str) -> BatchRead:
     with session_scope() as session:
-        records.set_status(batch_id, to_status, verb, session=session)
-    return get_batch(batch_id)
+        return BatchRead.model_validate(records.user_move(batch_id, verb, session=session))
 
 
 def pause_batch(batch_id: str) -> BatchRead:
@@ -139,7 +138,7 @@ def pause_batch(batch_id: str) -> BatchRead:
     Raises:
         BatchNotFoundError, JobStateError (a cancelled or completed batch).
     """
-    return _move(batch_id, BatchStatus.PAUSED, "pause")
+    return _move(batch_id, "pause")
 
 
 def resume_batch(batch_id: str) -> BatchRead:
@@ -148,7 +147,7 @@ def resume_batch(batch_id: str) -> BatchRead:
     Raises:
         BatchNotFoundError, JobStateError (a cancelled or completed batch).
     """
-    return _move(batch_id, BatchStatus.RUNNING, "resume")
+    return _move(batch_id, "resume")
 
 
 def cancel_batch(batch_id: str, *, user: str | None = None) -> BatchRead:
@@ -157,9 +156,11 @@ def cancel_batch(batch_id: str, *, user: str | None = None) -> BatchRead:
     Raises:
         BatchNotFoundError, JobStateError (a completed batch).
     """
-    _move(batch_id, BatchStatus.CANCELLED, "cancel")
-    cancel_queued_jobs(batch_id, user=user)
-    return get_batch(batch_id)
+    with session_scope() as session:  # the batch and its held jobs in one transaction
+        batch = BatchRead.model_validate(records.user_move(batch_id, "cancel", session=session))
+        records.cancel_held_jobs(batch_id, by=user or "unknown user", session=session)
+    cancel_queued_jobs(batch_id, user=user)  # those with a flow run, shown on it too
+    return batch
 
 
 def retry_failed(batch_id: str, *, user: str | None = None) -> list[str]:

@@ -45,6 +45,18 @@ BATCH_MOVES: dict[BatchStatus, frozenset[BatchStatus]] = {
 """from -> allowed to. ``completed -> running``: retry-failed adds jobs to a finished batch."""
 
 
+ACTIVE_BATCH: frozenset[BatchStatus] = frozenset({BatchStatus.RUNNING, BatchStatus.PAUSED})
+"""A batch in these statuses is fed (or waits to be): one per request at a time."""
+
+USER_BATCH_MOVES: dict[str, tuple[frozenset[BatchStatus], BatchStatus]] = {
+    "pause": (frozenset({BatchStatus.RUNNING}), BatchStatus.PAUSED),
+    "resume": (frozenset({BatchStatus.PAUSED}), BatchStatus.RUNNING),
+    "cancel": (ACTIVE_BATCH, BatchStatus.CANCELLED),
+}
+"""The batch moves a user asks for by name: the statuses each starts from, and where it goes.
+(``completed -> running`` is retry-failed's own.)"""
+
+
 class ItemOutcome(StrEnum):
     """What a batch's plan decided for one selected input."""
 

@@ -18,10 +18,11 @@ def _cancelled(flow: Any, flow_run: Any, state: Any) -> None:
 @flow(name="circus-batch", persist_result=False, on_cancellation=[_cancelled])
 def circus_batch(batch_id: str | None = None, request: BatchRequest | None = None) -> Any:
     """Run one batch: the one ``batch_id`` names, or a new one started from ``request``."""
+    me = str(runtime.flow_run.id)
     if batch_id is None:
         if request is None:
             raise ValueError("Give a batch_id or a request.")
-        batch_id, refusal = start_from_request(request, str(runtime.flow_run.id))
+        batch_id, refusal = start_from_request(request, me)
         if refusal:
             return Cancelled(message=refusal)
-    return run_batch(batch_id)
+    return run_batch(batch_id, flow_run_id=me)

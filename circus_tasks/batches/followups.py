@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from circus_tasks.batches import records
 from circus_tasks.db.models import Batch, Job
-from circus_tasks.errors import CircusError
+from circus_tasks.errors import CircusError, JobStateError
 from circus_tasks.jobs import transitions
 from circus_tasks.jobs.registration import JobRequest, SeriesInput, judge_requests, write_jobs
 from circus_tasks.statuses import BatchStatus, JobStatus
@@ -21,6 +21,11 @@ def retry_failed_items(batch_id: str, *, user: str | None, session: Session) -> 
         The new jobs' ids.
     """
     batch = records.require_batch(batch_id, session=session)
+    if batch.status == BatchStatus.CANCELLED:
+        raise JobStateError(
+            f"You cannot retry the failed items of batch {batch_id} because it is cancelled; "
+            "start a new batch with --failed-since to run them again."
+        )
     failed = []
     for item in records.items(batch_id, session=session):
         job = session.get(Job, item.job_id) if item.job_id else None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from circus_tasks.batches.selections import Selection, select_inputs
@@ -29,6 +30,7 @@ from circus_tasks.jobs.registration import (
     write_jobs,
 )
 from circus_tasks.plugins.registry import get_plugin
+from circus_tasks.statuses import ACTIVE_BATCH as ACTIVE
 from circus_tasks.statuses import BatchStatus, ItemOutcome
 
 BATCH_PRIORITY = -5
@@ -119,25 +121,25 @@ def plan_batch_items(request: BatchRequest, *, session: Session) -> BatchPlan:
     return BatchPlan(request, items)
 
 
+def _active(key: str, session: Session) -> Batch | None:
+    query = select(Batch).where(Batch.request_key == key, col(Batch.status).in_(list(ACTIVE)))
+    return session.exec(query).first()
+
+
 def start_batch_records(request: BatchRequest, *, session: Session) -> tuple[Batch, bool]:
     """Write the batch, its items and its jobs (held ``in_queue``), as the plan says now.
 
-    The same request while its batch is running or paused starts nothing new.
+    The same request while its batch is running or paused starts nothing new, also when two
+    starts race: the batch row is written first, and a unique index on the request of the
+    running and paused batches lets one of them in (the other waits for it, then finds it).
 
     Returns:
         The batch, and whether this call created it.
     """
     key = request.key()
-    existing = session.exec(
-        select(Batch).where(
-            Batch.request_key == key,
-            col(Batch.status).in_([BatchStatus.RUNNING, BatchStatus.PAUSED]),
-        )
-    ).first()
+    existing = _active(key, session)
     if existing is not None:
         return existing, False
-    plan = plan_batch_items(request, session=session)
-    counts = plan.counts()
     batch = Batch(
         id=new_job_id(),
         name=request.name,
@@ -146,31 +148,41 @@ def start_batch_records(request: BatchRequest, *, session: Session) -> tuple[Bat
         selection=request.selection.model_dump(mode="json"),
         options={"priority": request.priority, "max_in_flight": request.max_in_flight},
         user=request.user,
-        planned_run=counts[ItemOutcome.RUN],
-        planned_skipped=counts[ItemOutcome.SKIPPED],
-        planned_refused=counts[ItemOutcome.REFUSED],
     )
+    try:
+        with session.begin_nested():
+            session.add(batch)
+            session.flush()
+    except IntegrityError:
+        session.expunge(batch)
+        existing = _active(key, session)
+        assert existing is not None
+        return existing, False
+    plan = plan_batch_items(request, session=session)
+    counts = plan.counts()
+    batch.planned_run = counts[ItemOutcome.RUN]
+    batch.planned_skipped = counts[ItemOutcome.SKIPPED]
+    batch.planned_refused = counts[ItemOutcome.REFUSED]
     session.add(batch)
-    session.flush()
     session.add(BatchEvent(batch_id=batch.id, to_status=BatchStatus.RUNNING))
     runs = [item.accepted for item in plan.items if item.accepted is not None]
     write_jobs(runs, session=session, batch_id=batch.id)
-    # the items as plain rows, one statement: a batch is as quick to register as submit_jobs
-    session.execute(
-        insert(BatchItem),
-        [
-            {
-                "batch_id": batch.id,
-                "position": item.position,
-                "series": item.series,
-                "outcome": item.outcome,
-                "reason": item.reason,
-                "job_id": item.accepted.job_id if item.accepted else None,
-                "related_job_ids": list(item.related_job_ids),
-                "supersedes_job_id": item.supersedes_job_id,
-            }
-            for item in plan.items
-        ],
-    )
+    if plan.items:  # the items as plain rows, one statement: as quick as submit_jobs
+        session.execute(
+            insert(BatchItem),
+            [
+                {
+                    "batch_id": batch.id,
+                    "position": item.position,
+                    "series": item.series,
+                    "outcome": item.outcome,
+                    "reason": item.reason,
+                    "job_id": item.accepted.job_id if item.accepted else None,
+                    "related_job_ids": list(item.related_job_ids),
+                    "supersedes_job_id": item.supersedes_job_id,
+                }
+                for item in plan.items
+            ],
+        )
     session.flush()
     return batch, True

@@ -12,7 +12,8 @@ from sqlmodel import Session, col, func, select
 
 from circus_tasks.db.models import Batch, BatchEvent, BatchItem, Job, utcnow
 from circus_tasks.errors import BatchNotFoundError, JobStateError
-from circus_tasks.statuses import BATCH_MOVES, TERMINAL, BatchStatus, JobStatus
+from circus_tasks.jobs.transitions import end_queued
+from circus_tasks.statuses import BATCH_MOVES, TERMINAL, USER_BATCH_MOVES, BatchStatus, JobStatus
 
 IN_FLIGHT: frozenset[JobStatus] = frozenset({JobStatus.IN_QUEUE, JobStatus.PROCESSING})
 
@@ -46,20 +47,57 @@ def move_batch(
     return True
 
 
-def set_status(batch_id: str, to_status: BatchStatus, verb: str, *, session: Session) -> None:
-    """A user's move of a batch (pause, resume, cancel) from whatever status allows it.
+def user_move(batch_id: str, verb: str, *, session: Session) -> Batch:
+    """A user's move of a batch by name (:data:`~circus_tasks.statuses.USER_BATCH_MOVES`):
+    pause, resume or cancel; asking for the status it has already is no move.
 
     Raises:
-        BatchNotFoundError, JobStateError ("You cannot pause this batch because it is ...").
+        BatchNotFoundError, JobStateError ("You cannot resume this batch because it is ...").
     """
+    starts, to_status = USER_BATCH_MOVES[verb]
     batch = require_batch(batch_id, session=session)
     if batch.status == to_status:
-        return
-    if to_status not in BATCH_MOVES[batch.status] or not move_batch(
+        return batch
+    if batch.status not in starts or not move_batch(
         batch_id, batch.status, to_status, session=session
     ):
         session.refresh(batch)
-        raise JobStateError(f"You cannot {verb} this batch because it is {batch.status}.")
+        raise JobStateError(
+            f"You cannot {verb} this batch because it is {batch.status}; "
+            "start a new batch (circus batch start) to run its plug-in again."
+        )
+    session.refresh(batch)
+    return batch
+
+
+def cancel_held_jobs(batch_id: str, *, by: str, session: Session) -> list[str]:
+    """Cancel the batch's jobs that wait for its feeder (``in_queue``, no flow run yet)."""
+    reason = f"batch {batch_id} cancelled"
+    held = select(Job.id).where(
+        Job.batch_id == batch_id, Job.status == JobStatus.IN_QUEUE, col(Job.flow_run_id).is_(None)
+    )
+    return [
+        job_id
+        for job_id in session.exec(held)
+        if end_queued(job_id, JobStatus.CANCELLED, reason, by=by, session=session)
+    ]
+
+
+def take_feeding(
+    batch_id: str, flow_run_id: str, *, replacing: str | None, session: Session
+) -> bool:
+    """Make ``flow_run_id`` the batch's feeding run if it has none, is it already, or
+    ``replacing`` (an ended run) is; whether it is now."""
+    owners = [None, flow_run_id, replacing]
+    result = session.execute(
+        update(Batch)
+        .where(
+            col(Batch.id) == batch_id,
+            col(Batch.flow_run_id).is_(None) | col(Batch.flow_run_id).in_([o for o in owners if o]),
+        )
+        .values(flow_run_id=flow_run_id)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def queued_jobs(batch_id: str, *, session: Session) -> list[str]:

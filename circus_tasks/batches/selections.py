@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -81,8 +81,8 @@ class JobsSelection(_Selection):
 
 
 class FailedSelection(_Selection):
-    """Jobs that failed in a time window (of one plug-in, or any), to run again: since a time,
-    or within the last hours (for a schedule: "last night's failures")."""
+    """Jobs of a plug-in (default: the batch's) that failed in a time window, to run again:
+    since a time, or within the last hours (for a schedule: "last night's failures")."""
 
     kind: Literal["failed"] = "failed"
     since: datetime | None = None
@@ -136,7 +136,8 @@ def select_inputs(selection: Selection, *, plugin_id: str, session: Session) -> 
     if isinstance(selection, ChangedSelection):
         return _changed(selection.plugin_id or plugin_id, selection.range, session)
     if isinstance(selection, JobsSelection):
-        query = select(Job).where(col(Job.plugin_id).startswith(f"{selection.plugin_name}@"))
+        name = f"{selection.plugin_name}@"
+        query = select(Job).where(col(Job.plugin_id).startswith(name, autoescape=True))
         query = query.where(col(Job.status).in_(selection.statuses))
         if selection.user is not None:
             query = query.where(Job.user == selection.user)
@@ -145,10 +146,13 @@ def select_inputs(selection: Selection, *, plugin_id: str, session: Session) -> 
             wanted = SpecifierSet(selection.versions)
             jobs = [j for j in jobs if _version_in(j.plugin_id.partition("@")[2], wanted)]
         return _rerun(jobs, session)
-    query = select(Job).where(Job.status == JobStatus.FAILED)
-    if selection.plugin_id is not None:
-        query = query.where(Job.plugin_id == selection.plugin_id)
-    return _rerun(_window(query, selection.start(), selection.before, session), session)
+    query = select(Job).where(
+        Job.status == JobStatus.FAILED, Job.plugin_id == (selection.plugin_id or plugin_id)
+    )
+    return _rerun(
+        _window(query, selection.start(), selection.before, session, when=col(Job.finished_at)),
+        session,
+    )
 
 
 def _series(selection: SeriesSelection, session: Session) -> list[Selected]:
@@ -184,13 +188,20 @@ def _series(selection: SeriesSelection, session: Session) -> list[Selected]:
 
 
 def _window(
-    query: SelectOfScalar[Job], since: datetime | None, before: datetime | None, session: Session
+    query: SelectOfScalar[Job],
+    since: datetime | None,
+    before: datetime | None,
+    session: Session,
+    *,
+    when: Any = None,
 ) -> list[Job]:
-    """The jobs of ``query`` created in ``[since, before)``, oldest first."""
+    """The jobs of ``query`` whose ``when`` (default: creation) is in ``[since, before)``,
+    oldest first."""
+    moment = col(Job.created_at) if when is None else when
     if since is not None:
-        query = query.where(col(Job.created_at) >= since)
+        query = query.where(moment >= since)
     if before is not None:
-        query = query.where(col(Job.created_at) < before)
+        query = query.where(moment < before)
     return list(session.exec(query.order_by(col(Job.id))))
 
 

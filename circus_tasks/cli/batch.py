@@ -16,6 +16,7 @@ from rich.table import Table
 from circus_tasks.cli.output import console, or_exit, print_error
 from circus_tasks.cli.schedules import schedule_app
 from circus_tasks.errors import CircusError
+from circus_tasks.statuses import ACTIVE_BATCH
 
 batch_app = typer.Typer(help="Re-run a plug-in over many series or jobs.", no_args_is_help=True)
 
@@ -104,6 +105,8 @@ def plan_or_start(
 
     try:
         request = _request(plugin_id, name, options)
+        if ctx.info_name != "add" and any(v is not None for v in when.values()):
+            raise ValueError("--cron, --timezone and --every are for `circus batch schedule add`.")
         if ctx.info_name == "add":
             added = add_schedule(name, request, **when)
             console.print(f"Schedule {added.name}: {added.when}, active {added.active}.")
@@ -181,7 +184,7 @@ def show(
         while True:
             progress = batch_progress(batch_id)
             bar.update(task, completed=progress.done, s=str(progress.status))
-            if progress.status in ("completed", "cancelled"):
+            if progress.status not in ACTIVE_BATCH:
                 break
             time.sleep(1.0)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from circus_tasks.statuses import BatchStatus, ItemOutcome, JobStage, JobStatus
@@ -221,8 +221,22 @@ class BatchBase(SQLModel):
     flow_run_id: str | None = None
 
 
+ACTIVE_WHERE = "status IN ('RUNNING', 'PAUSED')"
+"""The running and paused batches, as the database stores their status."""
+
+
 class Batch(BatchBase, table=True):
-    """A batch row; its jobs carry its id."""
+    """A batch row; its jobs carry its id. One running or paused batch per request."""
+
+    __table_args__ = (
+        Index(
+            "ux_batch_active_request",
+            "request_key",
+            unique=True,
+            sqlite_where=text(ACTIVE_WHERE),
+            postgresql_where=text(ACTIVE_WHERE),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=26)
     created_at: datetime = Field(default_factory=utcnow)

@@ -199,7 +199,12 @@ def judge_requests(
             outcomes.append(outcome)
             continue
         key = (request.plugin_id, outcome[1])
-        existing = registered.get(key, []) + pending[key]
+        # a request that re-runs a job is not a duplicate of that job
+        existing = [
+            job_id
+            for job_id in registered.get(key, []) + pending[key]
+            if job_id != request.supersedes_job_id
+        ]
         if existing and not request.force:
             outcomes.append(DuplicateJobError(existing))
             continue

@@ -67,9 +67,10 @@ def cancel_queued_jobs(batch_id: str, *, user: str | None) -> list[str]:
     return cancelled
 
 
-def launch(batch_id: str, *, attempt: str = "") -> str | None:
+def launch(batch_id: str, *, attempt: str = "", replacing: str | None = None) -> str | None:
     """Create the batch's flow run (idempotent: its key is the batch id and ``attempt``) and
-    record it.
+    record it, unless another one took the batch first (``replacing``: the ended run it
+    replaces).
 
     Returns:
         The flow run id, or ``None`` when Prefect does not answer (the reconciler tries again).
@@ -89,9 +90,7 @@ def launch(batch_id: str, *, attempt: str = "") -> str | None:
         log.warning("Batch %s: its flow run is left to the reconciler: %s", batch_id, exc)
         return None
     with session_scope() as session:
-        batch = records.require_batch(batch_id, session=session)
-        batch.flow_run_id = str(run.id)
-        session.add(batch)
+        records.take_feeding(batch_id, str(run.id), replacing=replacing, session=session)
     return str(run.id)
 
 
@@ -114,7 +113,7 @@ def ensure_feeder(batch_id: str) -> str | None:
             return None
         if state is not None and not state.is_final():
             return run_id
-    return launch(batch_id, attempt=f"-{new_job_id()}")
+    return launch(batch_id, attempt=f"-{new_job_id()}", replacing=run_id)
 
 
 def _publish_comparison(batch_id: str) -> None:
@@ -144,7 +143,8 @@ def start_from_request(request: BatchRequest, flow_run_id: str | None) -> tuple[
         if not created:
             return batch.id, (
                 f"refused: batch {batch.id} of this request is still {batch.status} "
-                f"(flow run {batch.flow_run_id}); runs of one schedule do not overlap"
+                f"(flow run {batch.flow_run_id}); runs of one schedule do not overlap. Let it end, "
+                f"or cancel it (circus batch cancel {batch.id}) for the next run to start one"
             )
         batch.flow_run_id = flow_run_id
         session.add(batch)
@@ -152,6 +152,7 @@ def start_from_request(request: BatchRequest, flow_run_id: str | None) -> tuple[
 
 
 def _publish(progress: records.BatchProgress, artifact_id: Any) -> Any:
+    """Create or update the progress artifact and the summary table of the batch's run."""
     from prefect.artifacts import (
         create_progress_artifact,
         create_table_artifact,
@@ -174,19 +175,53 @@ def _publish(progress: records.BatchProgress, artifact_id: Any) -> Any:
     return artifact_id
 
 
-def run_batch(batch_id: str, *, poll_seconds: float | None = None) -> dict[str, Any]:
-    """Feed the batch until it is completed or cancelled, publishing its progress.
+def _owner_ended(batch_id: str, me: str) -> str | None:
+    """The batch's feeding run if it is another one that has ended (or is gone), else None."""
+    from circus_tasks.errors import PrefectUnavailableError
+
+    with session_scope() as session:
+        owner = records.require_batch(batch_id, session=session).flow_run_id
+    if owner is None or owner == me:
+        return None
+    try:
+        with prefect_calls() as client:
+            state = client.read_flow_run(owner).state
+    except PrefectUnavailableError:
+        return None
+    return owner if state is None or state.is_final() else None
+
+
+def run_batch(
+    batch_id: str, *, flow_run_id: str | None = None, poll_seconds: float | None = None
+) -> dict[str, Any]:
+    """Feed the batch until it is completed or cancelled, publishing its progress. One run
+    feeds a batch at a time: ``flow_run_id`` takes the batch first (or replaces a run of it that
+    ended), else this run refuses.
 
     Returns:
-        The batch's final status and its jobs counted by status.
+        The batch's final status and its jobs counted by status (or why this run refused).
     """
+    if flow_run_id is not None:
+        with session_scope() as session:
+            owned = records.take_feeding(
+                batch_id,
+                flow_run_id,
+                replacing=_owner_ended(batch_id, flow_run_id),
+                session=session,
+            )
+        if not owned:
+            return {"refused": f"another flow run feeds batch {batch_id}"}
     every = poll_seconds or get_settings().batch_poll_seconds
-    artifact_id = None
+    artifact_id, shown = None, None
     while True:
         progress = feed_once(batch_id)
-        artifact_id = _publish(progress, artifact_id)
+        if (progress.status, progress.jobs) != shown:  # publish what changed, not every poll
+            artifact_id, shown = _publish(progress, artifact_id), (progress.status, progress.jobs)
         if progress.status not in FEEDING:
             _publish_comparison(batch_id)
+            with session_scope() as session:  # retry-failed may have made it run again
+                if records.require_batch(batch_id, session=session).status in FEEDING:
+                    continue
             return {
                 "status": str(progress.status),
                 "jobs": {str(s): n for s, n in progress.jobs.items()},
@@ -201,5 +236,6 @@ def cancel_for_flow_run(flow_run_id: str) -> None:
         if batch is None or batch.status not in FEEDING:
             return
         batch_id = batch.id
-        records.set_status(batch_id, BatchStatus.CANCELLED, "cancel", session=session)
+        records.user_move(batch_id, "cancel", session=session)
+        records.cancel_held_jobs(batch_id, by="a Prefect UI or API user", session=session)
     cancel_queued_jobs(batch_id, user="a Prefect UI or API user")

@@ -2,8 +2,9 @@
 them with Prefect Automations (e-mail or Slack when a job fails, ...).
 
 The moves are written to our tables with the move itself (``jobevent``, ``batch_event``); the
-reconciler sends those not sent yet. Each row is claimed before it is sent, so that the
-reconcilers of several machines send each move once.
+reconciler sends those not sent yet to Prefect's events API and marks them sent once Prefect
+took them. Each event's id is derived from its row, so that a move two reconcilers send at
+once is one event.
 
 Event names: ``circus.job.<status>`` (``in_queue`` when registered) and ``circus.batch.started``,
 ``.paused``, ``.resumed``, ``.cancelled``, ``.completed``. The resource is the job
@@ -13,44 +14,44 @@ each series, the batch, the user and the flow run.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
+from uuid import NAMESPACE_URL, uuid5
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Batch, BatchEvent, Job, JobEvent, JobSeries, utcnow
+from circus_tasks.orchestration.client import prefect_calls
 from circus_tasks.statuses import BatchStatus
 
-BATCH_EVENT_NAMES: dict[BatchStatus, str] = {
-    BatchStatus.PAUSED: "paused",
-    BatchStatus.CANCELLED: "cancelled",
-    BatchStatus.COMPLETED: "completed",
-}
-"""The event of a batch move by its new status (``running``: started, or resumed)."""
+
+def batch_event_name(from_status: BatchStatus | None, to_status: BatchStatus) -> str:
+    """``started`` and ``resumed`` for moves to ``running``, else the new status."""
+    if to_status != BatchStatus.RUNNING:
+        return str(to_status)
+    return "started" if from_status is None else "resumed"
+
 
 CLAIM = 200
 """Moves claimed and sent per query."""
 
 
-def _claim(table: type[JobEvent] | type[BatchEvent], session: Session) -> list[Any]:
-    """Mark up to :data:`CLAIM` unsent rows of ``table`` sent, and return those this call got."""
-    ids = list(
-        session.exec(
-            select(table.id).where(col(table.emitted_at).is_(None)).order_by(col(table.id))
-        ).fetchmany(CLAIM)
-    )
-    if not ids:
-        return []
-    now = utcnow()
-    session.execute(
-        update(table)
-        .where(col(table.id).in_(ids), col(table.emitted_at).is_(None))
-        .values(emitted_at=now)
-    )
-    session.flush()
-    return list(session.exec(select(table).where(col(table.id).in_(ids), table.emitted_at == now)))
+def _unsent(table: type[JobEvent] | type[BatchEvent], session: Session) -> list[Any]:
+    """Up to :data:`CLAIM` rows of ``table`` not sent yet, oldest first."""
+    query = select(table).where(col(table.emitted_at).is_(None)).order_by(col(table.id))
+    return list(session.exec(query.limit(CLAIM)))
+
+
+def _event_id(table: str, row_id: int | None) -> str:
+    return str(uuid5(NAMESPACE_URL, f"circus:{table}:{row_id}"))
+
+
+def _occurred(moment: datetime) -> str:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def _related(role: str, *names: str | None) -> list[dict[str, str]]:
@@ -85,6 +86,7 @@ def _job_events(moves: list[JobEvent], session: Session) -> list[dict[str, Any]]
             )
         sent.append(
             {
+                "id": _event_id("jobevent", move.id),
                 "event": f"circus.job.{move.to_status}",
                 "resource": {
                     "prefect.resource.id": f"circus.job.{job.id}",
@@ -108,11 +110,10 @@ def _batch_events(moves: list[BatchEvent], session: Session) -> list[dict[str, A
     for move in moves:
         batch = session.get(Batch, move.batch_id)
         assert batch is not None
-        name = BATCH_EVENT_NAMES.get(move.to_status) or (
-            "started" if move.from_status is None else "resumed"
-        )
+        name = batch_event_name(move.from_status, move.to_status)
         sent.append(
             {
+                "id": _event_id("batch_event", move.id),
                 "event": f"circus.batch.{name}",
                 "resource": {
                     "prefect.resource.id": f"circus.batch.{batch.id}",
@@ -120,24 +121,48 @@ def _batch_events(moves: list[BatchEvent], session: Session) -> list[dict[str, A
                 },
                 "related": _related("plugin", batch.plugin_id) + _related("user", batch.user),
                 "payload": {"from": move.from_status, "to": move.to_status},
-                "occurred": move.at,
+                "occurred": _occurred(move.at),
             }
         )
     return sent
 
 
-def claim_events() -> list[dict[str, Any]]:
-    """The moves not sent yet, claimed (no other caller gets them), as Prefect events."""
+def pending_events() -> tuple[list[dict[str, Any]], list[int], list[int]]:
+    """The moves not sent yet, as Prefect events, and the ids of their job and batch rows."""
     with session_scope() as session:
-        events = _job_events(_claim(JobEvent, session), session)
-        return events + _batch_events(_claim(BatchEvent, session), session)
+        jobs, batches = _unsent(JobEvent, session), _unsent(BatchEvent, session)
+        events = _job_events(jobs, session) + _batch_events(batches, session)
+        return events, [m.id for m in jobs], [m.id for m in batches]
+
+
+def mark_sent(job_rows: list[int], batch_rows: list[int]) -> None:
+    """Record that these moves are sent."""
+    now = utcnow()
+    with session_scope() as session:
+        for table, ids in ((JobEvent, job_rows), (BatchEvent, batch_rows)):
+            if ids:
+                session.execute(
+                    update(table)
+                    .where(col(table.id).in_(ids), col(table.emitted_at).is_(None))
+                    .values(emitted_at=now)
+                )
 
 
 def relay_events() -> int:
-    """Send the moves not sent yet to Prefect; how many were sent."""
-    from prefect.events import emit_event
+    """Send the moves not sent yet to Prefect's events API; how many were sent.
 
-    events = claim_events()
-    for event in events:
-        emit_event(**event)
+    Raises:
+        PrefectUnavailableError: Prefect does not answer (they are sent on a later pass).
+    """
+    events, job_rows, batch_rows = pending_events()
+    if not events:
+        return 0
+    with prefect_calls() as client:
+        client.request("POST", "/events", json=jsonable(events))  # type: ignore[arg-type]
+    mark_sent(job_rows, batch_rows)
     return len(events)
+
+
+def jsonable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events with every status as its plain string."""
+    return json.loads(json.dumps(events, default=str))

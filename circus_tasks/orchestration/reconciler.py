@@ -24,7 +24,12 @@ from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Batch, Job, utcnow
 from circus_tasks.jobs import transitions
 from circus_tasks.jobs.queries import age_seconds
-from circus_tasks.orchestration.batches import FEEDING, cancel_for_flow_run, launch
+from circus_tasks.orchestration.batches import (
+    FEEDING,
+    cancel_for_flow_run,
+    ensure_feeder,
+    launch,
+)
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
 from circus_tasks.orchestration.dispatch import try_dispatch_jobs
 from circus_tasks.orchestration.events import relay_events
@@ -69,7 +74,16 @@ def reconcile_once() -> list[str]:
     actions: list[str] = []
     with session_scope() as session:
         processing = list(session.exec(select(Job).where(Job.status == JobStatus.PROCESSING)))
-        queued = list(session.exec(select(Job).where(Job.status == JobStatus.IN_QUEUE)))
+        held = col(Job.batch_id).is_not(None) & col(Job.flow_run_id).is_(None)
+        queued = list(session.exec(select(Job).where(Job.status == JobStatus.IN_QUEUE, ~held)))
+        orphans = list(  # held for a batch that no longer feeds (a cancel cut short)
+            session.exec(
+                select(Job.id)
+                .join(Batch, col(Batch.id) == col(Job.batch_id))
+                .where(Job.status == JobStatus.IN_QUEUE, held)
+                .where(col(Batch.status).not_in(list(FEEDING)))
+            )
+        )
         feeding = list(session.exec(select(Batch).where(col(Batch.status).in_(list(FEEDING)))))
         unlaunched = [b.id for b in feeding if b.flow_run_id is None]
         recent = utcnow() - timedelta(minutes=30)
@@ -98,10 +112,15 @@ def reconcile_once() -> list[str]:
     undispatched = [
         job.id
         for job in queued
-        if job.flow_run_id is None
-        and job.batch_id is None
-        and (age_seconds(job.created_at) or 0) > DISPATCH_GRACE_SECONDS
+        if job.flow_run_id is None and (age_seconds(job.created_at) or 0) > DISPATCH_GRACE_SECONDS
     ]
+    for job_id in orphans:
+        with session_scope() as session:
+            reason = "its batch no longer runs"
+            if transitions.end_queued(
+                job_id, JobStatus.CANCELLED, reason, by="reconciler", session=session
+            ):
+                actions.append(f"{job_id}: cancelled ({reason})")
     if undispatched:
         actions += [f"{job_id}: dispatched" for job_id in try_dispatch_jobs(undispatched)]
     actions += [f"batch {b}: flow run created" for b in unlaunched if launch(b)]
@@ -115,8 +134,6 @@ def reconcile_once() -> list[str]:
     except unreachable_errors() as exc:
         log.warning("reconciler: Prefect does not answer: %s", exc)
         return actions
-    if healthy and (sent := relay_events()):
-        actions.append(f"{sent} event(s) sent to Prefect")
 
     for job in queued:
         if job.flow_run_id is None:
@@ -150,12 +167,19 @@ def reconcile_once() -> list[str]:
         if fail_job(job.id, message, by="reconciler", prefect_state=run.state.type.value):
             actions.append(f"{job.id}: failed (flow run {run.state.type.value})")
 
-    for batch in feeding:  # a batch whose flow run was cancelled in Prefect is cancelled
+    for batch in feeding:
         run = runs.get(batch.flow_run_id or "")
-        if run is not None and run.state is not None:
-            if run.state.type.value in PREFECT_CANCEL_TYPES:
-                cancel_for_flow_run(str(run.id))
-                actions.append(f"batch {batch.id}: cancelled (its flow run was cancelled)")
+        if run is None or run.state is None:
+            continue
+        if run.state.type.value in PREFECT_CANCEL_TYPES:  # cancelled in Prefect: the batch too
+            cancel_for_flow_run(str(run.id))
+            actions.append(f"batch {batch.id}: cancelled (its flow run was cancelled)")
+        elif (
+            run.state.is_final()
+            and (age_seconds(run.state.timestamp) or 0) > ENDED_RUN_GRACE_SECONDS
+        ):
+            if ensure_feeder(batch.id):  # its feeder ended (crashed, failed) before the batch
+                actions.append(f"batch {batch.id}: flow run created again ({run.state.type.value})")
 
     for job in mirrored:
         run = runs.get(job.flow_run_id or "")
@@ -164,6 +188,8 @@ def reconcile_once() -> list[str]:
         if run_mirror(job.status, run.state.type, run.state.name) is not None:
             try_mirror_state(job.id)
             actions.append(f"{job.id}: Prefect state set to {job.status}")
+    if healthy and (sent := relay_events()):  # last: a failure here spoils nothing above
+        actions.append(f"{sent} event(s) sent to Prefect")
     return actions
 
 

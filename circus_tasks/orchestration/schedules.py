@@ -1,8 +1,8 @@
 """Batch schedules: Prefect deployment schedules of the ``circus-batch`` deployment whose
 parameters are a batch request. Prefect's scheduler creates the runs; each run starts a batch
-from the request, and refuses to when the request's previous batch is still running, so that
-two runs of one schedule never overlap. At most one future run is kept per schedule, so runs
-missed while the server was down do not pile up.
+from the request, and refuses to when the request's previous batch is still running or paused,
+so that two runs of one schedule never overlap, and runs that were missed while the server was
+down and then start together make one batch, not many.
 """
 
 from __future__ import annotations
@@ -86,7 +86,6 @@ def add_schedule(
     create = DeploymentScheduleCreate(
         schedule=rule,
         active=active,
-        max_scheduled_runs=1,
         parameters={"request": request.model_dump(mode="json")},
         slug=name,
     )

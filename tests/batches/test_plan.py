@@ -162,3 +162,36 @@ def test_an_unknown_plugin_or_a_bad_range_is_refused_at_once() -> None:
         )
     with pytest.raises(ValueError, match="Specified range is invalid"):
         SeriesSelection(range="1:4:2")
+
+
+def test_an_empty_selection_starts_an_empty_batch() -> None:
+    with session_scope() as session:
+        batch, created = start_batch_records(_request(series_uids=[]), session=session)
+    assert created and (batch.planned_run, batch.planned_skipped, batch.planned_refused) == (
+        0,
+        0,
+        0,
+    )
+
+
+def test_two_starts_of_one_request_at_once_make_one_batch(series_factory: SeriesFactory) -> None:
+    import threading
+
+    uids = [series_factory(slices=4) for _ in range(3)]
+    barrier = threading.Barrier(2)
+    outcomes: list[tuple[str, bool]] = []
+
+    def start() -> None:
+        barrier.wait()
+        with session_scope() as session:
+            batch, created = start_batch_records(_request(series_uids=uids), session=session)
+            outcomes.append((batch.id, created))
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({batch_id for batch_id, _ in outcomes}) == 1
+    assert sorted(created for _, created in outcomes) == [False, True]
+    assert len([j for j in _jobs() if j.batch_id]) == 3

@@ -86,3 +86,16 @@ def test_plugins_warns_when_files_change_under_the_same_version(tmp_path: Path) 
     finally:
         shutil.rmtree(folder)
         shutil.copytree(copy, folder)
+
+
+def test_replaced_images_make_the_series_changed_and_run_again(tmp_path: Path) -> None:
+    write_series(tmp_path / "old", make_volume(3), series_uid="1.2.3.9.3")
+    import_dicom(tmp_path / "old")
+    old = register(PLUGIN, ["1.2.3.9.3"])
+    _run(old)
+    # the same image numbers again, as new instances (say, a reconstruction redone)
+    write_series(tmp_path / "new", make_volume(3), series_uid="1.2.3.9.3")
+    import_dicom(tmp_path / "new")
+    request = BatchRequest(name="redone", plugin_id=PLUGIN, selection=ChangedSelection())
+    (item,) = plan_batch(request).items
+    assert item.outcome == ItemOutcome.RUN and item.supersedes_job_id == old

@@ -104,3 +104,36 @@ def test_pause_resume_and_cancel(series_factory: SeriesFactory) -> None:
     assert [b.id for b in list_batches(status="cancelled")] == [batch_id]
     with pytest.raises(BatchNotFoundError):
         get_batch("01h0nosuchbatch00000000000")
+
+
+def test_no_resume_of_a_completed_batch_and_no_retry_of_a_cancelled_one(
+    series_factory: SeriesFactory,
+) -> None:
+    from circus_tasks.batch_api import retry_failed
+
+    done = _start(series_factory, 1, 1)
+    (item,) = batch_items(done)
+    assert claim(item.job_id) is not None and finish(item.job_id, {"results": {}})  # type: ignore[arg-type]
+    with session_scope() as session:
+        assert records.complete_if_done(done, session=session)
+    with pytest.raises(JobStateError, match="because it is completed"):
+        resume_batch(done)
+    cancelled = _start(series_factory, 1, 1)
+    with prefect_unreachable():
+        cancel_batch(cancelled)
+        with pytest.raises(JobStateError, match="because it is cancelled; start a new batch"):
+            retry_failed(cancelled)
+
+
+def test_the_reconciler_cancels_jobs_held_for_a_batch_that_no_longer_runs(
+    series_factory: SeriesFactory,
+) -> None:
+    from circus_tasks.orchestration.reconciler import reconcile_once
+
+    batch_id = _start(series_factory, 2, 1)
+    with session_scope() as session:  # a cancel cut short: the batch moved, its jobs not
+        records.move_batch(batch_id, BatchStatus.RUNNING, BatchStatus.CANCELLED, session=session)
+    with prefect_unreachable():
+        actions = reconcile_once()
+    assert sum("its batch no longer runs" in a for a in actions) == 2
+    assert {get_job(i.job_id).status for i in batch_items(batch_id)} == {JobStatus.CANCELLED}  # type: ignore[arg-type,union-attr]

@@ -1,11 +1,11 @@
-"""Status moves become Prefect events, each claimed once (sending them is the stack tests')."""
+"""Status moves become Prefect events, pending until sent (sending them is the stack tests')."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from circus_tasks.batch_api import BatchRequest, SeriesSelection, start_batch
-from circus_tasks.orchestration.events import claim_events
+from circus_tasks.orchestration.events import mark_sent, pending_events
 from tests.running import claim, finish, prefect_unreachable, register
 
 
@@ -17,8 +17,10 @@ def test_job_and_batch_moves_become_events_once(series_factory: Callable[..., st
         batch = start_batch(
             BatchRequest(name="b", plugin_id="ct-only@1.0.0", selection=SeriesSelection())
         )
-    events = claim_events()
-    assert claim_events() == []  # claimed: another reconciler gets none of them
+    events, job_rows, batch_rows = pending_events()
+    assert pending_events()[0] == events  # not sent yet: still pending
+    mark_sent(job_rows, batch_rows)
+    assert pending_events() == ([], [], [])
     names = [e["event"] for e in events]
     assert names[:3] == ["circus.job.in_queue", "circus.job.processing", "circus.job.finished"]
     assert names[-1] == "circus.batch.started" and names.count("circus.job.in_queue") == 2

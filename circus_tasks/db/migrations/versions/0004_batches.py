@@ -44,6 +44,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index(op.f("ix_batch_request_key"), "batch", ["request_key"], unique=False)
+    active = sa.text("status IN ('RUNNING', 'PAUSED')")
+    op.create_index(
+        "ux_batch_active_request",
+        "batch",
+        ["request_key"],
+        unique=True,
+        sqlite_where=active,
+        postgresql_where=active,
+    )
     op.create_table(
         "batch_item",
         sa.Column("series", sa.JSON(), nullable=True),
@@ -119,3 +128,6 @@ def downgrade() -> None:
 
     op.drop_table("batch_item")
     op.drop_table("batch")
+    if op.get_bind().dialect.name == "postgresql":
+        for name in ("batchstatus", "itemoutcome"):
+            sa.Enum(name=name).drop(op.get_bind(), checkfirst=True)
