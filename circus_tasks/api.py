@@ -27,6 +27,7 @@ from circus_tasks.jobs.registration import JobRequest, SeriesInput, register_job
 from circus_tasks.orchestration.dispatch import try_dispatch_jobs
 from circus_tasks.orchestration.mirror import request_cancellation, try_mirror_state
 from circus_tasks.statuses import TERMINAL, JobStatus
+from circus_tasks.values import check_text
 
 __all__ = [
     "JobRequest",
@@ -70,7 +71,7 @@ def submit_job(
         DuplicateJobError.
     """
     with session_scope() as session:
-        request = JobRequest(plugin_id, list(series), priority=priority, force=force, user=user)
+        request = JobRequest(plugin_id, series, priority=priority, force=force, user=user)  # type: ignore[arg-type]
         job_id = register_job(request, session=session).id
     try_dispatch_jobs([job_id])
     return require_job(job_id)
@@ -105,6 +106,7 @@ def cancel_job(job_id: str, *, user: str | None = None) -> JobRead:
     Raises:
         JobNotFoundError, JobStateError ("You cannot cancel this job because its status is X").
     """
+    check_text(user, "user")
     with session_scope() as session:
         transitions.cancel(job_id, user=user, session=session)
     try_mirror_state(job_id)
@@ -120,6 +122,7 @@ def abort_job(job_id: str, *, user: str | None = None) -> JobRead:
     Raises:
         JobNotFoundError, JobStateError ("You cannot abort this job because its status is X").
     """
+    check_text(user, "user")
     with session_scope() as session:
         transitions.request_abort(job_id, user=user or "unknown user", session=session)
     request_cancellation(job_id)
@@ -132,6 +135,8 @@ def invalidate_job(job_id: str, *, reason: str, user: str | None = None) -> JobR
     Raises:
         JobNotFoundError, JobStateError ("You cannot invalidate this job because ...").
     """
+    check_text(reason, "reason", optional=False)
+    check_text(user, "user")
     with session_scope() as session:
         transitions.invalidate(job_id, reason=reason, user=user, session=session)
     try_mirror_state(job_id)

@@ -12,6 +12,10 @@ class CircusError(Exception):
     """Root of every error this package raises on purpose."""
 
 
+class InvalidValueError(CircusError, ValueError):
+    """A value given from outside (an argument, a DICOM attribute) that cannot be taken."""
+
+
 class InvalidRangeError(CircusError, ValueError):
     """An image range breaks the CIRCUS rules or names images the series does not hold."""
 

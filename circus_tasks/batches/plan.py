@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -32,6 +32,7 @@ from circus_tasks.jobs.registration import (
 from circus_tasks.plugins.registry import get_plugin
 from circus_tasks.statuses import ACTIVE_BATCH as ACTIVE
 from circus_tasks.statuses import BatchStatus, ItemOutcome
+from circus_tasks.values import check_text
 
 BATCH_PRIORITY = -5
 """The default priority of a batch's jobs: below interactive jobs (0), which start first."""
@@ -48,6 +49,11 @@ class BatchRequest(BaseModel):
     priority: int = Field(default=BATCH_PRIORITY, ge=-100, le=100)
     max_in_flight: int = Field(default=4, ge=1, le=1000, description="jobs queued at a time")
     user: str | None = Field(default=None, max_length=200)
+
+    @field_validator("name", "plugin_id", "user")
+    @classmethod
+    def _plain_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_text(value, "name" if info.field_name == "plugin_id" else str(info.field_name))
 
     def key(self) -> str:
         """A digest of the request: starting the same request again finds its batch."""

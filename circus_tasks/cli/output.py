@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from circus_tasks.errors import CircusError
+from circus_tasks.values import printable
 
 if TYPE_CHECKING:
     from circus_tasks.db.models import JobRead
@@ -25,7 +26,7 @@ T = TypeVar("T")
 
 def print_error(exc: Exception) -> None:
     """Print an error the way every command reports one."""
-    console.print(f"[red]error:[/red] {escape(str(exc))}")
+    console.print(f"[red]error:[/red] {escape(printable(str(exc)))}")
 
 
 def or_exit(call: Callable[[], T], refusal: type[Exception] = CircusError) -> T:
@@ -46,12 +47,12 @@ def jobs_table(rows: Sequence[JobRead]) -> Table:
         )
         table.add_row(
             j.id,
-            j.plugin_id,
+            printable(j.plugin_id),
             str(j.status),
             str(j.stage or ""),
             j.machine or "",
             str(j.priority),
             series_text,
-            (j.error_message or "")[:60],
+            printable((j.error_message or "")[:60]),
         )
     return table

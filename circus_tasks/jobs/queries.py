@@ -20,6 +20,7 @@ from circus_tasks.db.models import Job, JobEvent, JobRead, JobSeries, JobSeriesB
 from circus_tasks.errors import JobNotFoundError
 from circus_tasks.jobs.folders import PLUGIN_LOG, job_folders, results_folder
 from circus_tasks.statuses import JobStatus
+from circus_tasks.values import check_int, check_text
 
 
 def jobs_with_series(
@@ -90,6 +91,10 @@ def list_jobs(
     Args:
         patient_id: jobs with at least one series of this patient.
     """
+    check_int(limit, "limit", 1, 10_000)
+    check_int(offset, "offset", 0, 2**62)
+    for value, what in ((plugin_id, "plugin_id"), (user, "user"), (series_uid, "name")):
+        check_text(value, what)
     with session_scope() as session:
         query = select(Job.id)
         if status is not None:

@@ -21,6 +21,7 @@ from circus_tasks.errors import (
     CircusError,
     DuplicateJobError,
     InputConditionError,
+    InvalidValueError,
     JobStateError,
     PluginNotFoundError,
 )
@@ -30,6 +31,7 @@ from circus_tasks.plugins.registry import Plugin, get_plugin
 from circus_tasks.statuses import JobStatus
 from circus_tasks.store.ranges import AUTO, ImageRange, resolve_range
 from circus_tasks.store.series import images_by_series, series_images
+from circus_tasks.values import check_int, check_text
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,25 @@ class JobRequest:
     user: str | None = None
     supersedes_job_id: str | None = None
     """The job this one re-runs (recorded on the new job)."""
+
+    def __post_init__(self) -> None:
+        """Check every field where it enters: one bad request never reaches the tables.
+
+        Raises:
+            InvalidValueError: naming the field and what to give instead.
+        """
+        check_text(self.plugin_id, "plugin_id", optional=False)
+        check_int(self.priority, "priority", -100, 100)
+        if not isinstance(self.force, bool):
+            raise InvalidValueError(f"force must be True or False, not {self.force!r}.")
+        check_text(self.user, "user")
+        check_text(self.supersedes_job_id, "name")
+        if isinstance(self.series, str | bytes) or not isinstance(self.series, Sequence):
+            raise InvalidValueError("series must be a list of series UIDs or SeriesInput items.")
+        object.__setattr__(self, "series", list(self.series))
+        for item in self.series:
+            uid = item.series_uid if isinstance(item, SeriesInput) else item
+            check_text(uid, "name", optional=False)
 
 
 def _validate(

@@ -10,22 +10,27 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 from sqlmodel import Session, func, select
 
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Image, Series
 from circus_tasks.settings import get_settings
+from circus_tasks.store.files import (
+    conflict_with_stored,
+    iter_files,
+    read_header,
+    series_geometry,
+    z_of,
+)
+from circus_tasks.values import inside
 from circus_tasks.volume.parsed import stored_slice
 from circus_tasks.volume.stored import STORED_COLUMNS, StoredSlice
-
-REQUIRED = ("SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber")
 
 
 @dataclass
@@ -46,104 +51,6 @@ class ImportReport:
             f"{self.imported} image(s) imported, {self.already_present} already present"
             f"{added}, {len(self.series_uids)} series, {len(self.problems)} file(s) refused"
         )
-
-
-def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Every file under ``paths`` (files as given, folders walked, sorted)."""
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    yield Path(root) / name
-        else:
-            yield path
-
-
-def read_header(path: Path) -> pydicom.Dataset:
-    """Read one DICOM file and check that it can be imported.
-
-    Raises:
-        DicomImportError: naming the problem (not DICOM, truncated, a tag missing, no pixels).
-    """
-    from circus_tasks.errors import DicomImportError
-
-    if not path.is_file():
-        raise DicomImportError("no such file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path)
-            pixel_bytes = ds.get("PixelData")
-    except InvalidDicomError:
-        raise DicomImportError("not a DICOM file (no DICM preamble or valid header)") from None
-    except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise DicomImportError(f"unreadable DICOM (truncated or corrupt): {exc}") from None
-    missing = [k for k in REQUIRED if ds.get(k) in (None, "")]
-    if missing:
-        raise DicomImportError(
-            f"missing required attribute(s): {', '.join(missing)} "
-            "(not an image instance, or the file is truncated)"
-        )
-    if pixel_bytes is None:
-        raise DicomImportError("no PixelData: not an image, or the file is truncated")
-    if not ds.file_meta.TransferSyntaxUID.is_compressed:
-        expected = (
-            int(ds.Rows)
-            * int(ds.Columns)
-            * int(ds.get("SamplesPerPixel", 1))
-            * int(ds.get("NumberOfFrames", 1) or 1)
-            * (int(ds.BitsAllocated) // 8)
-        )
-        if len(pixel_bytes) < expected:
-            raise DicomImportError(
-                f"truncated: PixelData holds {len(pixel_bytes)} bytes, {expected} expected"
-            )
-    try:
-        int(ds.InstanceNumber)
-    except (TypeError, ValueError):
-        raise DicomImportError(f"InstanceNumber {ds.InstanceNumber!r} is not an integer") from None
-    return ds
-
-
-def orientation_of(ds: pydicom.Dataset) -> str:
-    """axial, coronal, sagittal (the axis the slice normal is nearest), oblique, or ""."""
-    cosines = ds.get("ImageOrientationPatient")
-    if cosines is None or len(cosines) != 6:
-        return ""
-    row, col = [float(v) for v in cosines[:3]], [float(v) for v in cosines[3:]]
-    normal = (
-        row[1] * col[2] - row[2] * col[1],
-        row[2] * col[0] - row[0] * col[2],
-        row[0] * col[1] - row[1] * col[0],
-    )
-    axis = max(range(3), key=lambda i: abs(normal[i]))
-    if abs(normal[axis]) < 0.9:
-        return "oblique"
-    return ("sagittal", "coronal", "axial")[axis]
-
-
-def series_geometry(ds: pydicom.Dataset) -> dict[str, Any]:
-    """What the input conditions check, read from one image of the series."""
-    spacing = ds.get("PixelSpacing")
-    return {
-        "rows": int(ds.Rows) if "Rows" in ds else None,
-        "columns": int(ds.Columns) if "Columns" in ds else None,
-        "pixel_spacing_row": float(spacing[0]) if spacing else None,
-        "pixel_spacing_col": float(spacing[1]) if spacing else None,
-        "orientation": orientation_of(ds),
-        "attributes": sorted(
-            e.keyword for e in ds if e.keyword and e.keyword != "PixelData" and not e.is_empty
-        ),
-    }
-
-
-def _z_of(ds: pydicom.Dataset) -> float | None:
-    position = ds.get("ImagePositionPatient")
-    if position is None or len(position) != 3:
-        return None
-    return float(position[2])
 
 
 def _no_facts(stored: Path) -> dict[str, Any]:
@@ -211,8 +118,16 @@ def import_dicom(
 
     settings = get_settings()
     report = ImportReport()
+    home, store = settings.home.resolve(), settings.dicom_dir.resolve()
+    for raw in paths:
+        if Path(raw).resolve().is_relative_to(home) and not Path(raw).resolve().is_relative_to(
+            store
+        ):
+            report.problems.append(
+                (Path(raw), "inside CIRCUS_HOME, whose database and working files are not DICOM")
+            )
     with session_scope() as session:
-        for path in iter_files(paths):
+        for path in iter_files(paths, skip=home, keep=store):
             if progress is not None:
                 progress(path)
             try:
@@ -224,11 +139,17 @@ def import_dicom(
             sop_uid = str(ds.SOPInstanceUID)
             report.series_uids.add(series_uid)
             present = session.exec(
-                select(Image.id, Image.file_size).where(Image.sop_instance_uid == sop_uid)
+                select(Image.id, Image.file_size, Image.series_uid, Image.path).where(
+                    Image.sop_instance_uid == sop_uid
+                )
             ).first()
             if present is not None:
+                image_id, file_size, stored_series, stored_path = present
+                conflict = conflict_with_stored(path, series_uid, stored_series, Path(stored_path))
+                if conflict:
+                    report.problems.append((path, conflict))
+                    continue
                 report.already_present += 1
-                image_id, file_size = present
                 if file_size is None:  # imported before facts were looked for: the full row
                     image = session.get(Image, image_id)
                     if image is not None and _add_missing_facts(image):
@@ -251,7 +172,7 @@ def import_dicom(
                 )
                 session.add(series)
                 session.flush()
-            target = settings.dicom_dir / series_uid / f"{sop_uid}.dcm"
+            target = inside(store, settings.dicom_dir / series_uid / f"{sop_uid}.dcm")
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(".part")
             shutil.copyfile(path, partial)
@@ -262,7 +183,7 @@ def import_dicom(
                     series_uid=series_uid,
                     sop_instance_uid=sop_uid,
                     instance_number=int(ds.InstanceNumber),
-                    z=_z_of(ds),
+                    z=z_of(ds),
                     path=str(target),
                     **columns,
                 )

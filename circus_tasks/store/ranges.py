@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from circus_tasks.errors import InvalidRangeError
+from circus_tasks.values import MAX_NUMBER
 
 AUTO: Literal["auto"] = "auto"
 
@@ -91,6 +92,8 @@ def _range_problem(start: object, end: object, delta: object) -> str | None:
     assert isinstance(start, int) and isinstance(end, int) and isinstance(delta, int)
     if start <= 0 or end <= 0:
         return "start and end must be greater than 0"
+    if max(start, end, abs(delta)) > MAX_NUMBER:
+        return f"start, end and delta must be at most {MAX_NUMBER} (image numbers are IS values)"
     if delta == 0:
         return "delta must not be 0"
     if start < end and delta < 0:
