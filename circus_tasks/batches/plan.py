@@ -159,8 +159,7 @@ def start_batch_records(request: BatchRequest, *, session: Session) -> tuple[Bat
         with session.begin_nested():
             session.add(batch)
             session.flush()
-    except IntegrityError:
-        session.expunge(batch)
+    except IntegrityError:  # the other start got in first (the savepoint let go of our row)
         existing = _active(key, session)
         assert existing is not None
         return existing, False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,34 +19,26 @@ REQUIRED = ("SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber")
 
 
 def iter_files(
-    paths: Iterable[str | os.PathLike[str]], *, skip: Path | None = None, keep: Path | None = None
+    paths: Iterable[str | os.PathLike[str]], *, skip: Collection[Path] = ()
 ) -> Iterator[Path]:
     """Every file under ``paths`` (files as given, folders walked, sorted), leaving out the
-    folder ``skip`` (but for ``keep`` inside it) without opening anything there."""
+    files and folders ``skip`` (resolved paths) without opening anything there."""
+    left = {p.resolve() for p in skip}
 
-    def left_out(folder: Path) -> bool:
-        if skip is None or not folder.resolve().is_relative_to(skip):
-            return False
-        return keep is None or not folder.resolve().is_relative_to(keep)
+    def left_out(path: Path) -> bool:
+        resolved = path.resolve()
+        return any(resolved == s or resolved.is_relative_to(s) for s in left)
 
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(
-                    d for d in dirs if not left_out(Path(root, d)) or _leads_to(Path(root, d), keep)
-                )
-                if left_out(Path(root)):
-                    continue
+                dirs[:] = sorted(d for d in dirs if not left_out(Path(root, d)))
                 for name in sorted(files):
-                    yield Path(root) / name
-        elif not left_out(path.parent):
+                    if not left_out(Path(root, name)):
+                        yield Path(root) / name
+        elif not left_out(path):
             yield path
-
-
-def _leads_to(folder: Path, keep: Path | None) -> bool:
-    """Whether ``keep`` lies inside ``folder`` (so that the walk goes on into it)."""
-    return keep is not None and keep.is_relative_to(folder.resolve())
 
 
 def read_header(path: Path) -> pydicom.Dataset:

@@ -20,7 +20,8 @@ from sqlmodel import Session, func, select
 
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Image, Series
-from circus_tasks.settings import get_settings
+from circus_tasks.home import sqlite_file
+from circus_tasks.settings import Settings, get_settings
 from circus_tasks.store.files import (
     conflict_with_stored,
     iter_files,
@@ -97,6 +98,17 @@ def _stored_facts(ds: pydicom.Dataset, path: Path) -> StoredSlice | None:
         return None
 
 
+def working_files(settings: Settings) -> list[Path]:
+    """CIRCUS_HOME's database (with its journal files) and working folders: import never opens
+    them (opening and closing a live SQLite file drops this process's locks on it)."""
+    database = sqlite_file(settings.db_url)
+    files = (
+        [Path(f"{database}{end}") for end in ("", "-wal", "-shm", "-journal")] if database else []
+    )
+    folders = [settings.jobs_dir, settings.results_dir, settings.prefect_home, settings.run_dir]
+    return [p.resolve() for p in [*files, *folders, settings.locks_dir]]
+
+
 def import_dicom(
     *paths: str | os.PathLike[str], progress: Callable[[Path], None] | None = None
 ) -> ImportReport:
@@ -118,16 +130,16 @@ def import_dicom(
 
     settings = get_settings()
     report = ImportReport()
-    home, store = settings.home.resolve(), settings.dicom_dir.resolve()
+    store = settings.dicom_dir.resolve()
+    working = working_files(settings)
     for raw in paths:
-        if Path(raw).resolve().is_relative_to(home) and not Path(raw).resolve().is_relative_to(
-            store
-        ):
+        resolved = Path(raw).resolve()
+        if any(resolved == w or resolved.is_relative_to(w) for w in working):
             report.problems.append(
-                (Path(raw), "inside CIRCUS_HOME, whose database and working files are not DICOM")
+                (Path(raw), "CIRCUS_HOME's own database or working files: not DICOM, not opened")
             )
     with session_scope() as session:
-        for path in iter_files(paths, skip=home, keep=store):
+        for path in iter_files(paths, skip=working):
             if progress is not None:
                 progress(path)
             try:

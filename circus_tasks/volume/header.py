@@ -26,6 +26,8 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.valuerep import PersonName
 
+from circus_tasks.volume.profile import in_profile
+
 __all__ = [
     "IDENTIFYING_KEYWORDS",
     "IDENTIFYING_TAGS",
@@ -98,6 +100,7 @@ def _left_out_by_tag(tag: int, include_private: bool) -> bool:
         or tag & 0xFFFF == 0
         or tag in PIXEL_DATA_TAGS
         or tag in IDENTIFYING_TAGS
+        or in_profile(tag)
         or (bool(tag >> 16 & 1) and not include_private)
     )
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from circus_tasks.errors import VolumeError
+from circus_tasks.volume.profile import in_profile
 from circus_tasks.volume.slice_format import SliceFormat
 
 __all__ = [
@@ -198,8 +199,25 @@ def write_stored_slices(
                 f"{path} cannot be read ({type(exc).__name__}: {exc}); it changed while the "
                 "volume was written. Re-import the series and try again."
             ) from exc
-    document = split_headers([piece.header for piece in slices])
+    # stored at import by the rules then in force: the profile in force now applies too
+    document = split_headers([deidentified(piece.header) for piece in slices])
     return document, first, [piece.position for piece in slices[:2]]
+
+
+def deidentified(header: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored ``N.json`` object without what :func:`~circus_tasks.volume.profile.in_profile`
+    drops, at any depth (sequence items are lists of objects)."""
+
+    def keep(key: str) -> bool:
+        group, _, element = key.partition(",")
+        return not in_profile(int(group, 16) << 16 | int(element, 16))
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, list):
+            return [deidentified(v) if isinstance(v, dict) else v for v in value]
+        return value
+
+    return {key: clean(value) for key, value in header.items() if keep(key)}
 
 
 def split_headers(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

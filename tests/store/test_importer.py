@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pydicom.data import get_testdata_file
 
 from circus_tasks.settings import get_settings
@@ -66,3 +67,20 @@ def test_real_pydicom_files_import(home: Path) -> None:
     report = import_dicom(get_testdata_file("CT_small.dcm"), get_testdata_file("MR_small.dcm"))
     assert report.imported == 2 and len(report.series_uids) == 2
     assert {s.modality for s in list_series()} == {"CT", "MR"}
+
+
+def test_importing_a_folder_that_holds_circus_home_opens_none_of_its_working_files(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from circus_tasks.store import importer
+    from circus_tasks.testing.synthetic import write_series
+
+    write_series(home / "demo-data" / "s", make_volume(2))  # DICOM kept inside the home
+    import_dicom(home / "demo-data")  # the database exists now
+    assert (home / "circus.db").is_file()
+    opened: list[Path] = []
+    real = importer.read_header
+    monkeypatch.setattr(importer, "read_header", lambda p: opened.append(p) or real(p))
+    report = import_dicom(home.parent)
+    assert opened and not [p for p in opened if p.name.startswith("circus.db")]
+    assert report.already_present == 4 and not report.problems  # the demo data and the store

@@ -87,7 +87,7 @@ def _item(value: str, meaning: str, nested: str | None = None) -> Dataset:
 
 VARIED: dict[str, Any] = {
     # only in some slices ("DROP" leaves the attribute out), empty in one
-    "ImageComments": lambda i: {1: "noted", 3: "noted", 5: ""}.get(i, "DROP"),
+    "ConvolutionKernel": lambda i: {1: "noted", 3: "noted", 5: ""}.get(i, "DROP"),
     # equal in every slice but one
     "AcquisitionNumber": lambda i: 2 if i == 4 else 1,
     "SeriesNumber": lambda i: 9 if i == 0 else 7,
@@ -104,8 +104,8 @@ def _varied_series(tmp_path: Path, dtype: str = "int16", slices: int = 6) -> str
     files = write_series(tmp_path / "varied", volume, extra=VARIED)
     for path in files:
         ds = pydicom.dcmread(path)
-        if ds.ImageComments == "DROP":
-            del ds.ImageComments
+        if ds.ConvolutionKernel == "DROP":
+            del ds.ConvolutionKernel
             ds.save_as(path, enforce_file_format=True)
     return _import(tmp_path / "varied")
 
@@ -125,7 +125,7 @@ def test_varied_series_give_the_parsing_paths_files(
     assert not IDENTIFYING_KEYS & set(_header_keys(document))
     if range_text in ("", ":1:6"):
         unique = document["unique"]
-        assert [u.get("0020,4000") for u in unique] == [None, "noted", None, "noted", None, ""]
+        assert [u.get("0018,1210") for u in unique] == [None, "noted", None, "noted", None, ""]
         assert "0020,0012" not in document["common"] and "0008,2218" not in document["common"]
         assert "0028,1050" not in document["common"]
 

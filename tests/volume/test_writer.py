@@ -186,10 +186,11 @@ def test_common_and_unique_are_split_right(tmp_path: Path) -> None:
 
     common, unique = document["common"], document["unique"]
     assert common["0008,0060"] == "CT"
-    assert common["0020,000e"] == pydicom.dcmread(files[0]).SeriesInstanceUID
+    assert common["0018,0050"] == 1.0  # slice thickness: the same in every slice
+    assert "0020,000e" not in common  # UIDs are in the confidentiality profile: left out
     assert len(unique) == 3
     for item in unique:
-        assert {"0020,0013", "0020,0032", "0008,0018"} <= item.keys()
+        assert {"0020,0013", "0020,0032"} <= item.keys() and "0008,0018" not in item
         assert not item.keys() & common.keys()
     assert [item["0020,0013"] for item in unique] == [1, 2, 3]
     assert [item["0020,0032"][2] for item in unique] == [0.0, -1.0, -2.0]
@@ -210,7 +211,7 @@ def test_values_are_plain_json(tmp_path: Path) -> None:
     assert common["0028,0030"] == [0.7, 0.7]  # multi-valued DS -> list of numbers
     assert common["0008,0008"] == ["ORIGINAL", "PRIMARY", "AXIAL"]
     assert common["0028,0010"] == 6  # US -> number
-    assert common["0070,0084"] == "Creator^Carl"  # PN -> string
+    assert "0070,0084" not in common  # a person's name (PN): in the confidentiality profile
     assert common["0028,0009"] == "0018,1063"  # AT -> tag in key style
     assert common["0008,2218"] == [
         {"0008,0100": "51185008", "0008,0102": "SCT", "0008,0104": "Thorax"}
@@ -231,9 +232,10 @@ def test_identifying_binary_private_and_meta_attributes_are_left_out(tmp_path: P
     assert not [key for key in keys if key.startswith("0002,")]  # file meta
     assert "7fe0,0010" not in keys  # Pixel Data
     assert "0028,2000" not in keys  # ICC Profile, OB
-    # the sequence stays, the patient ID inside it goes
-    assert document["common"]["0010,1002"] == [{"0010,0022": "TEXT"}]
-    assert document["common"]["0010,0040"] == "O"  # not identifying: kept
+    # the other patient IDs, sex and dates are in the confidentiality profile: all left out
+    assert "0010,1002" not in document["common"] and "0010,0040" not in document["common"]
+    assert "0008,0020" not in document["common"]  # Study Date
+    assert document["common"]["0008,0060"] == "CT"  # what plug-ins need stays
 
 
 def test_include_private_keeps_private_values_but_not_binary_ones(tmp_path: Path) -> None:
@@ -283,7 +285,7 @@ def test_pydicom_ct_small(tmp_path: Path) -> None:
     keys = set(_all_keys(common))
     assert original.InstitutionName and "0008,0080" not in keys
     assert not IDENTIFYING_KEYS & keys
-    assert common["0010,1002"] == [{"0010,0022": "TEXT"}, {"0010,0022": "TEXT"}]
+    assert "0010,1002" not in keys  # other patient IDs: in the confidentiality profile
     assert not [key for key in keys if int(key[:4], 16) % 2 == 1]
     assert "fffc,fffc" not in keys  # trailing padding, OB
     assert common["0028,1052"] == -1024.0
@@ -458,7 +460,7 @@ def test_interruption_removes_the_temporaries(
 def _varied_series(tmp_path: Path, n: int = 12, **kwargs: Any) -> list[Path]:
     """A series whose attributes change at chosen places, on either side of a split."""
     extra = {
-        "ImageComments": lambda i: "late" if i >= n - 3 else "early",  # only in the last share
+        "ConvolutionKernel": lambda i: "late" if i >= n - 3 else "early",  # only in the last share
         "AcquisitionNumber": lambda i: 2 if i == 2 else 1,  # only in the first share
         "ContentTime": lambda i: f"1200{i:02d}",  # every slice
         "SeriesNumber": 7,  # everywhere
@@ -519,9 +521,9 @@ def test_processes_write_the_same_files(
 
     document = json.loads(one["0.json"])
     assert document["common"]["0020,0011"] == 7
-    assert [u["0020,4000"] for u in document["unique"]] == ["early"] * 9 + ["late"] * 3
+    assert [u["0018,1210"] for u in document["unique"]] == ["early"] * 9 + ["late"] * 3
     assert [u["0020,0012"] for u in document["unique"]] == [1, 1, 2] + [1] * 9
-    assert "0020,4000" not in document["common"] and "0020,0012" not in document["common"]
+    assert "0018,1210" not in document["common"] and "0020,0012" not in document["common"]
 
 
 def test_a_single_or_short_series_is_not_split(tmp_path: Path, forks: list[int]) -> None:
@@ -610,3 +612,17 @@ def test_jpeg_series_give_pydicoms_own_voxels(
     np.testing.assert_array_equal(raw, decoded)
     if syntax.endswith(".70"):  # lossless: the voxels written by write_series
         np.testing.assert_array_equal(raw, _volume(dtype, (3, 16, 12)))
+
+
+def test_a_person_name_kept_as_private_becomes_a_string() -> None:
+    from pydicom.dataset import Dataset
+
+    from circus_tasks.volume.header import dataset_to_json
+
+    ds = Dataset()
+    ds.private_block(0x0011, "CIRCUS TEST", create=True).add_new(0x01, "PN", "Creator^Carl")
+    assert dataset_to_json(ds, include_private=True) == {
+        "0011,0010": "CIRCUS TEST",
+        "0011,1001": "Creator^Carl",
+    }
+    assert dataset_to_json(ds, include_private=False) == {}
