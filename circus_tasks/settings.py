@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     )
     reconcile_seconds: float = Field(default=10.0, description="Reconciler period.")
     worker_poll_seconds: float = Field(default=0.5, description="How often a worker polls.")
+    allow_unisolated: bool = Field(
+        default=False,
+        description="Run command and Python plug-ins where this machine cannot sandbox them.",
+    )
 
     @property
     def db_url(self) -> str:

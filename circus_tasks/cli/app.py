@@ -124,6 +124,7 @@ def plugins() -> None:
     from circus_tasks.plugins.digest import folder_digest
     from circus_tasks.plugins.registry import find_invalid_plugins, list_plugins
     from circus_tasks.plugins.sandbox import machine_isolation
+    from circus_tasks.settings import get_settings
 
     table = Table("plug-in id", "runner", "time-out", "runnable here", "description")
     found = list_plugins()
@@ -140,6 +141,14 @@ def plugins() -> None:
     console.print(
         f"Isolation of command and Python plug-ins here: {machine_isolation().describe()}"
     )
+    if not machine_isolation().namespaces:
+        allowed = get_settings().allow_unisolated
+        console.print(
+            "They run without a sandbox (CIRCUS_ALLOW_UNISOLATED is set)."
+            if allowed
+            else "[red]They are not run here[/red]: set CIRCUS_ALLOW_UNISOLATED=1 to run them "
+            "without a sandbox."
+        )
     console.print("Docker plug-ins: network none, input read-only, at /circus/in and /circus/out")
     for invalid in find_invalid_plugins():
         console.print(f"[red]refused[/red] {invalid.path}: {invalid.problem}")

@@ -21,6 +21,7 @@ from circus_tasks.plugins.sandbox import (
     make_writable,
     with_pdeathsig,
 )
+from circus_tasks.settings import get_settings
 
 
 def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path, scratch: Path) -> list[str]:
@@ -31,6 +32,20 @@ def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path, scratch: Path)
     if runner.docker is not None:
         return with_pdeathsig(command)
     return fence(command, out_dir, scratch)
+
+
+def unisolated_refusal(plugin: Plugin) -> str | None:
+    """Why this machine must not run ``plugin`` (it cannot sandbox it and the setting does not
+    allow that), or ``None``. A Docker plug-in is fenced in by its engine."""
+    if plugin.manifest.runner.docker is not None or machine_isolation().namespaces:
+        return None
+    if get_settings().allow_unisolated:
+        return None
+    return (
+        f"Plug-in {plugin.plugin_id} is not run: this machine cannot sandbox plug-ins (it needs "
+        "root or user namespaces for unshare). Run the worker where it can, or set "
+        "CIRCUS_ALLOW_UNISOLATED=1 to run plug-ins without a sandbox."
+    )
 
 
 def run_plugin(
@@ -48,6 +63,8 @@ def run_plugin(
     """
     timeout = plugin.manifest.timeout
     scratch = scratch or out_dir
+    if refusal := unisolated_refusal(plugin):
+        raise PluginError(refusal)
     command = isolated_command(plugin, in_dir, out_dir, scratch)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CIRCUS_"))}
     env.update(TMPDIR=str(scratch), HOME=str(scratch))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -165,10 +166,10 @@ def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
 ) -> None:
     import socket
 
-    from circus_tasks.plugins.sandbox import machine_isolation
-
-    if not machine_isolation().namespaces:
-        pytest.skip("this machine allows no namespaces (needs root or user namespaces)")
+    # decided without the code under test: as root (CI, these machines) the sandbox must work,
+    # so a broken sandbox fails this test instead of skipping it
+    if os.geteuid() != 0:
+        pytest.skip("not root: whether this machine can sandbox is not known here")
     listener = socket.create_server(("127.0.0.1", 0))
     monkeypatch.setenv("INTRUDER_PORT", str(listener.getsockname()[1]))
     Path("/tmp/circus-intruder-was-here").unlink(missing_ok=True)

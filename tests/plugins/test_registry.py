@@ -103,3 +103,24 @@ def test_without_a_docker_engine_the_plugin_is_listed_not_runnable(
         docker.unavailable_reason.cache_clear()
     assert reason == "no docker command on this machine"
     assert get_plugin("lesion-candidates@1.0.0").unavailable_reason() is None
+
+
+def test_without_a_sandbox_plugins_run_only_when_allowed(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from circus_tasks.db.engine import reset_caches
+    from circus_tasks.plugins import launch
+    from circus_tasks.plugins.sandbox import Isolation
+
+    monkeypatch.setattr(launch, "machine_isolation", lambda: Isolation((), False))
+    plugin = get_plugin("record@1.0.0")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    log = tmp_path / "log.txt"
+    with pytest.raises(PluginError, match="cannot sandbox plug-ins.*CIRCUS_ALLOW_UNISOLATED=1"):
+        run_plugin(plugin, tmp_path / "in", tmp_path / "out", log)
+    assert not (tmp_path / "out" / "results.json").exists()
+    monkeypatch.setenv("CIRCUS_ALLOW_UNISOLATED", "1")
+    reset_caches()
+    run_plugin(plugin, tmp_path / "in", tmp_path / "out", log)
+    assert (tmp_path / "out" / "results.json").is_file()
