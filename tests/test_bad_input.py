@@ -204,6 +204,7 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str]] = [
     ("results NaN", lambda w: load_results(w.folder("r2", {"results.json": '{"results": {"x": NaN}}'})), ResultsError, "NaN|finite"),
     ("results without results", lambda w: load_results(w.folder("r3", {"results.json": "{}"})), ResultsError, "results"),
     ("output with a link", _symlink_out, ResultsError, "symbolic link to /etc/passwd"),
+    ("results too big", lambda w: load_results(w.folder("r4", {"results.json": '{"results": {"x": "' + "y" * 11_000_000 + '"}}'})), ResultsError, "at most 10,485,760"),
     # command line
     ("cli import missing", lambda w: w.cli("import", "/nonexistent/path"), CliFailed, "No such file or folder"),
     ("cli bad range", lambda w: w.cli("submit", "record@1.0.0", f"{w.uid}:1:x"), CliFailed, "must be integers"),

@@ -110,6 +110,25 @@ def run_main(context: JobContext, in_dir: Path) -> Path:
     return folders.output
 
 
+MAX_KEPT_LOG_BYTES = 20 * 1024 * 1024
+"""The most of the plug-in log kept with the results: its start and its end, the middle cut."""
+
+
+def copy_bounded(source: Path, target: Path, limit: int) -> None:
+    """Copy ``source``, keeping at most ``limit`` bytes: its first and last halves, and a line
+    that says how much was left out between them."""
+    size = source.stat().st_size
+    if size <= limit:
+        shutil.copyfile(source, target)
+        return
+    half = limit // 2
+    with source.open("rb") as read, target.open("wb") as write:
+        write.write(read.read(half))
+        write.write(f"\n[runner] ... {size - 2 * half:,} bytes left out ...\n".encode())
+        read.seek(size - half)
+        write.write(read.read(half))
+
+
 def store_results(context: JobContext, out_dir: Path) -> dict[str, Any]:
     """Post-processing: validate ``results.json`` in ``out_dir``, copy the folder and the
     plug-in log to the results store under the job id. Returns the parsed results.
@@ -126,7 +145,7 @@ def store_results(context: JobContext, out_dir: Path) -> dict[str, Any]:
     shutil.copytree(out_dir, partial, symlinks=True)
     for kept in (PLUGIN_LOG, INPUTS_FILE):
         if (context.folders.root / kept).exists():
-            shutil.copyfile(context.folders.root / kept, partial / kept)
+            copy_bounded(context.folders.root / kept, partial / kept, MAX_KEPT_LOG_BYTES)
     if target.exists():
         shutil.rmtree(target)
     os.replace(partial, target)

@@ -128,6 +128,10 @@ def validate_results(document: Any, *, source: str = RESULTS_FILE_NAME) -> None:
     )
 
 
+MAX_RESULTS_BYTES = 10 * 1024 * 1024
+"""The largest ``results.json`` taken (it is stored in the job's row)."""
+
+
 def load_results(out_dir: Path) -> dict[str, Any]:
     """Read and validate the ``results.json`` a plug-in wrote into its output folder.
 
@@ -143,6 +147,11 @@ def load_results(out_dir: Path) -> dict[str, Any]:
             listed with its JSON path).
     """
     path = Path(out_dir) / RESULTS_FILE_NAME
+    if path.is_file() and (size := path.stat().st_size) > MAX_RESULTS_BYTES:
+        raise ResultsError(
+            f"{path} is {size:,} bytes; results.json may hold at most {MAX_RESULTS_BYTES:,} "
+            "(it is stored with the job): put large data in other files of the output folder."
+        )
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

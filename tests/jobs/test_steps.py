@@ -246,3 +246,16 @@ def test_a_run_that_loses_the_start_says_why(series_factory: SeriesFactory) -> N
     with job_execution(taken) as run:
         assert not run.claimed
         assert run.reason == f"job {taken} was not started: its status is already processing"
+
+
+def test_a_huge_plugin_log_is_kept_cut_in_the_middle(tmp_path: Path) -> None:
+    from circus_tasks.jobs.steps import copy_bounded
+
+    source = tmp_path / "log.txt"
+    source.write_bytes(b"start " + b"x" * 5000 + b" end")
+    copy_bounded(source, tmp_path / "kept.txt", 1000)
+    kept = (tmp_path / "kept.txt").read_bytes()
+    assert kept.startswith(b"start ") and kept.endswith(b" end")
+    assert b"bytes left out" in kept and len(kept) < 1100
+    copy_bounded(source, tmp_path / "whole.txt", 10_000)
+    assert (tmp_path / "whole.txt").read_bytes() == source.read_bytes()
