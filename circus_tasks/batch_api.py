@@ -22,7 +22,9 @@ from circus_tasks.batches.selections import (
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Batch, BatchItem, BatchRead
 from circus_tasks.orchestration.batches import (
-    cancel_queued_jobs,
+    cancel_batch as cancel_batch_and_jobs,
+)
+from circus_tasks.orchestration.batches import (
     ensure_feeder,
     launch,
 )
@@ -156,11 +158,7 @@ def cancel_batch(batch_id: str, *, user: str | None = None) -> BatchRead:
     Raises:
         BatchNotFoundError, JobStateError (a completed batch).
     """
-    with session_scope() as session:  # the batch and its held jobs in one transaction
-        batch = BatchRead.model_validate(records.user_move(batch_id, "cancel", session=session))
-        records.cancel_held_jobs(batch_id, by=user or "unknown user", session=session)
-    cancel_queued_jobs(batch_id, user=user)  # those with a flow run, shown on it too
-    return batch
+    return cancel_batch_and_jobs(batch_id, by=user or "unknown user")
 
 
 def retry_failed(batch_id: str, *, user: str | None = None) -> list[str]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, runtime
-from prefect.states import Cancelled
 
 from circus_tasks.batches.plan import BatchRequest
-from circus_tasks.orchestration.batches import cancel_for_flow_run, run_batch, start_from_request
+from circus_tasks.orchestration.batches import cancel_for_flow_run, run_requested
 
 
 def _cancelled(flow: Any, flow_run: Any, state: Any) -> None:
@@ -18,11 +17,4 @@ def _cancelled(flow: Any, flow_run: Any, state: Any) -> None:
 @flow(name="circus-batch", persist_result=False, on_cancellation=[_cancelled])
 def circus_batch(batch_id: str | None = None, request: BatchRequest | None = None) -> Any:
     """Run one batch: the one ``batch_id`` names, or a new one started from ``request``."""
-    me = str(runtime.flow_run.id)
-    if batch_id is None:
-        if request is None:
-            raise ValueError("Give a batch_id or a request.")
-        batch_id, refusal = start_from_request(request, me)
-        if refusal:
-            return Cancelled(message=refusal)
-    return run_batch(batch_id, flow_run_id=me)
+    return run_requested(batch_id, request, str(runtime.flow_run.id))

@@ -70,15 +70,18 @@ def user_move(batch_id: str, verb: str, *, session: Session) -> Batch:
     return batch
 
 
-def cancel_held_jobs(batch_id: str, *, by: str, session: Session) -> list[str]:
-    """Cancel the batch's jobs that wait for its feeder (``in_queue``, no flow run yet)."""
+def cancel_queued(
+    batch_id: str, *, by: str, session: Session, held_only: bool = False
+) -> list[str]:
+    """Cancel the batch's jobs still ``in_queue`` (only those held for its feeder, without a
+    flow run yet, with ``held_only``), oldest first; the ids of those cancelled."""
     reason = f"batch {batch_id} cancelled"
-    held = select(Job.id).where(
-        Job.batch_id == batch_id, Job.status == JobStatus.IN_QUEUE, col(Job.flow_run_id).is_(None)
-    )
+    queued = select(Job.id).where(Job.batch_id == batch_id, Job.status == JobStatus.IN_QUEUE)
+    if held_only:
+        queued = queued.where(col(Job.flow_run_id).is_(None))
     return [
         job_id
-        for job_id in session.exec(held)
+        for job_id in session.exec(queued.order_by(col(Job.id)))
         if end_queued(job_id, JobStatus.CANCELLED, reason, by=by, session=session)
     ]
 
@@ -98,12 +101,6 @@ def take_feeding(
         .values(flow_run_id=flow_run_id)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def queued_jobs(batch_id: str, *, session: Session) -> list[str]:
-    """The batch's jobs still ``in_queue`` (dispatched or held), oldest first."""
-    query = select(Job.id).where(Job.batch_id == batch_id, Job.status == JobStatus.IN_QUEUE)
-    return list(session.exec(query.order_by(col(Job.id))))
 
 
 def jobs_to_feed(batch_id: str, max_in_flight: int, *, session: Session) -> list[str]:

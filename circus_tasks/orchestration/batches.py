@@ -18,13 +18,12 @@ from circus_tasks.batches import records
 from circus_tasks.batches.compare import compare_items
 from circus_tasks.batches.plan import BatchRequest, start_batch_records
 from circus_tasks.db.engine import session_scope
-from circus_tasks.db.models import Batch
-from circus_tasks.jobs import transitions
+from circus_tasks.db.models import Batch, BatchRead
 from circus_tasks.orchestration.client import prefect_calls
 from circus_tasks.orchestration.dispatch import try_dispatch_jobs
 from circus_tasks.orchestration.mirror import try_mirror_state
 from circus_tasks.settings import get_settings
-from circus_tasks.statuses import BatchStatus, JobStatus
+from circus_tasks.statuses import BatchStatus
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +49,38 @@ def feed_once(batch_id: str) -> records.BatchProgress:
         return records.progress(batch_id, session=session)
 
 
-def cancel_queued_jobs(batch_id: str, *, user: str | None) -> list[str]:
-    """Cancel every job of the batch still ``in_queue`` (running ones finish)."""
+def cancel_batch(batch_id: str, *, by: str) -> BatchRead:
+    """Cancel the batch with its held jobs (one transaction), then its jobs already queued in
+    Prefect, each shown Cancelled on its flow run; running jobs finish.
+
+    Raises:
+        BatchNotFoundError, JobStateError (a completed batch).
+    """
     with session_scope() as session:
-        queued = records.queued_jobs(batch_id, session=session)
-    cancelled = []
-    for job_id in queued:
-        with session_scope() as session:
-            reason = f"batch {batch_id} cancelled"
-            won = transitions.end_queued(
-                job_id, JobStatus.CANCELLED, reason, by=user or "unknown user", session=session
-            )
-        if won:
-            try_mirror_state(job_id)
-            cancelled.append(job_id)
-    return cancelled
+        batch = BatchRead.model_validate(records.user_move(batch_id, "cancel", session=session))
+        records.cancel_queued(batch_id, by=by, session=session, held_only=True)
+    with session_scope() as session:
+        dispatched = records.cancel_queued(batch_id, by=by, session=session)
+    for job_id in dispatched:
+        try_mirror_state(job_id)
+    return batch
+
+
+def _run_ended(run_id: str) -> bool | None:
+    """Whether the flow run has ended (or is gone); ``None`` when Prefect does not answer."""
+    from circus_tasks.errors import PrefectUnavailableError
+
+    try:
+        with prefect_calls() as client:
+            state = client.read_flow_run(run_id).state
+    except PrefectUnavailableError:
+        return None
+    return state is None or state.is_final()
+
+
+def _feeding_run(batch_id: str) -> str | None:
+    with session_scope() as session:
+        return records.require_batch(batch_id, session=session).flow_run_id
 
 
 def launch(batch_id: str, *, attempt: str = "", replacing: str | None = None) -> str | None:
@@ -100,19 +116,13 @@ def ensure_feeder(batch_id: str) -> str | None:
     Returns:
         The flow run id, or ``None`` when Prefect does not answer.
     """
-    from circus_tasks.errors import PrefectUnavailableError
     from circus_tasks.jobs.registration import new_job_id
 
-    with session_scope() as session:
-        run_id = records.require_batch(batch_id, session=session).flow_run_id
+    run_id = _feeding_run(batch_id)
     if run_id is not None:
-        try:
-            with prefect_calls() as client:
-                state = client.read_flow_run(run_id).state
-        except PrefectUnavailableError:
-            return None
-        if state is not None and not state.is_final():
-            return run_id
+        ended = _run_ended(run_id)
+        if not ended:
+            return run_id if ended is False else None
     return launch(batch_id, attempt=f"-{new_job_id()}", replacing=run_id)
 
 
@@ -129,6 +139,21 @@ def _publish_comparison(batch_id: str) -> None:
             key=f"batch-{batch_id}-comparison",
             description=f"Batch {batch_id}: old and new results, item by item",
         )
+
+
+def run_requested(batch_id: str | None, request: BatchRequest | None, flow_run_id: str) -> Any:
+    """What the batch flow run does: feed the batch ``batch_id`` names, or start one from
+    ``request`` first (a schedule, or Prefect's Run form) and feed it, or end Cancelled with
+    the reason when that request's batch of an earlier run is still running."""
+    from prefect.states import Cancelled
+
+    if batch_id is None:
+        if request is None:
+            raise ValueError("Give the batch flow a batch_id or a request.")
+        batch_id, refusal = start_from_request(request, flow_run_id)
+        if refusal:
+            return Cancelled(message=refusal)
+    return run_batch(batch_id, flow_run_id=flow_run_id)
 
 
 def start_from_request(request: BatchRequest, flow_run_id: str | None) -> tuple[str, str | None]:
@@ -177,18 +202,10 @@ def _publish(progress: records.BatchProgress, artifact_id: Any) -> Any:
 
 def _owner_ended(batch_id: str, me: str) -> str | None:
     """The batch's feeding run if it is another one that has ended (or is gone), else None."""
-    from circus_tasks.errors import PrefectUnavailableError
-
-    with session_scope() as session:
-        owner = records.require_batch(batch_id, session=session).flow_run_id
+    owner = _feeding_run(batch_id)
     if owner is None or owner == me:
         return None
-    try:
-        with prefect_calls() as client:
-            state = client.read_flow_run(owner).state
-    except PrefectUnavailableError:
-        return None
-    return owner if state is None or state.is_final() else None
+    return owner if _run_ended(owner) else None
 
 
 def run_batch(
@@ -236,6 +253,4 @@ def cancel_for_flow_run(flow_run_id: str) -> None:
         if batch is None or batch.status not in FEEDING:
             return
         batch_id = batch.id
-        records.user_move(batch_id, "cancel", session=session)
-        records.cancel_held_jobs(batch_id, by="a Prefect UI or API user", session=session)
-    cancel_queued_jobs(batch_id, user="a Prefect UI or API user")
+    cancel_batch(batch_id, by="a Prefect UI or API user")

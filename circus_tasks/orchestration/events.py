@@ -36,14 +36,14 @@ def batch_event_name(from_status: BatchStatus | None, to_status: BatchStatus) ->
     return "started" if from_status is None else "resumed"
 
 
-CLAIM = 200
-"""Moves claimed and sent per query."""
+PER_PASS = 200
+"""Moves sent per reconciler pass, at most."""
 
 
 def _unsent(table: type[JobEvent] | type[BatchEvent], session: Session) -> list[Any]:
-    """Up to :data:`CLAIM` rows of ``table`` not sent yet, oldest first."""
+    """Up to :data:`PER_PASS` rows of ``table`` not sent yet, oldest first."""
     query = select(table).where(col(table.emitted_at).is_(None)).order_by(col(table.id))
-    return list(session.exec(query.limit(CLAIM)))
+    return list(session.exec(query.limit(PER_PASS)))
 
 
 def _event_id(table: str, row_id: int | None) -> str:
