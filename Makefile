@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint stop clean
+.PHONY: venv system demo test lint stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) system
+
+system:
+	@deployments/system-packages.sh
 
 demo: venv
 	$(BIN)/circus up

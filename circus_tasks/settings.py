@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         default=False,
         description="Run command and Python plug-ins where this machine cannot sandbox them.",
     )
+    sandbox_uid: int = Field(
+        default=65534, ge=1, description="User id plug-ins run as where the worker is root."
+    )
 
     @property
     def db_url(self) -> str:

@@ -21,8 +21,10 @@ TEST_PLUGINS = Path(__file__).resolve().parent / "sample_plugins"
 
 
 def build_plugins_dir(target: Path) -> Path:
-    """The shipped plug-ins plus the test plug-ins, side by side in ``target``."""
+    """The shipped plug-ins plus the test plug-ins, side by side in ``target`` (readable by
+    others, as a site's plug-in folder is: the sandbox's user reads it)."""
     target.mkdir(parents=True, exist_ok=True)
+    target.chmod(0o755)
     for source in [*(ROOT / "plugins").iterdir(), *TEST_PLUGINS.iterdir()]:
         if (source / "plugin.json").is_file():
             shutil.copytree(source, target / source.name, dirs_exist_ok=True)

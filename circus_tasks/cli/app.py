@@ -141,7 +141,7 @@ def plugins() -> None:
     console.print(
         f"Isolation of command and Python plug-ins here: {machine_isolation().describe()}"
     )
-    if not machine_isolation().namespaces:
+    if not machine_isolation().sandboxed:
         allowed = get_settings().allow_unisolated
         console.print(
             "They run without a sandbox (CIRCUS_ALLOW_UNISOLATED is set)."

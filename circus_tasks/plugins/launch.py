@@ -14,11 +14,12 @@ from circus_tasks.plugins import runners
 from circus_tasks.plugins.registry import Plugin
 from circus_tasks.plugins.runners import docker
 from circus_tasks.plugins.sandbox import (
-    SANDBOX_FAILED,
     fence,
+    hand_over,
     machine_isolation,
     make_read_only,
     make_writable,
+    take_back,
     with_pdeathsig,
 )
 from circus_tasks.settings import get_settings
@@ -29,15 +30,16 @@ def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path, scratch: Path)
     container is fenced in by its engine)."""
     runner = plugin.manifest.runner
     command = runners.plugin_command(runner, plugin.path, in_dir, out_dir)
-    if runner.docker is not None:
+    if runner.docker is not None or not machine_isolation().sandboxed:
         return with_pdeathsig(command)
-    return fence(command, out_dir, scratch)
+    # the plug-in's folder and its siblings (a plug-in may build on an earlier version's)
+    return fence(command, in_dir, out_dir, scratch, [plugin.path.parent], plugin.path)
 
 
 def unisolated_refusal(plugin: Plugin) -> str | None:
     """Why this machine must not run ``plugin`` (it cannot sandbox it and the setting does not
     allow that), or ``None``. A Docker plug-in is fenced in by its engine."""
-    if plugin.manifest.runner.docker is not None or machine_isolation().namespaces:
+    if plugin.manifest.runner.docker is not None or machine_isolation().sandboxed:
         return None
     if get_settings().allow_unisolated:
         return None
@@ -69,6 +71,7 @@ def run_plugin(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CIRCUS_"))}
     env.update(TMPDIR=str(scratch), HOME=str(scratch))
     make_read_only(in_dir)
+    hand_over(out_dir, scratch)
     try:
         with log_path.open("a", encoding="utf-8") as log:
             _log(log, f"start {plugin.plugin_id} (time-out {timeout} s)")
@@ -98,16 +101,24 @@ def run_plugin(
             _log(log, f"exit code {code}")
     finally:
         make_writable(in_dir)
-    if code == SANDBOX_FAILED and machine_isolation().namespaces:
+        take_back(out_dir, scratch)
+    if code != 0 and _sandbox_said_no(log_path):
         raise PluginError(
             f"The sandbox of plug-in {plugin.plugin_id} could not be set up (exit {code}); "
-            "see plugin-log.txt."
+            "see plugin-log.txt (circus log JOB)."
         )
     if code != 0:
         raise PluginError(
             f"Plug-in {plugin.plugin_id} exited with code {code}; "
             "its output is in plugin-log.txt (circus log JOB)."
         )
+
+
+def _sandbox_said_no(log_path: Path) -> bool:
+    """Whether bubblewrap itself failed (its messages start with ``bwrap:``)."""
+    with log_path.open("rb") as log:
+        log.seek(max(0, log_path.stat().st_size - 4096))
+        return any(line.startswith(b"bwrap: ") for line in log.read().splitlines())
 
 
 def _log(log: object, line: str) -> None:

@@ -1,6 +1,15 @@
-"""The sandbox a command or Python plug-in runs in, as far as this machine allows: new mount
-and network namespaces with every file system read-only but its output and scratch folders, no
-network, no capabilities; its input read-only by file mode as well."""
+"""The sandbox a command or Python plug-in runs in, built by bubblewrap (``bwrap``).
+
+Inside, the plug-in sees a root of its own: the system's programs and libraries read-only, this
+interpreter and its packages read-only, its plug-in folder read-only, its input read-only, and
+only its output and scratch folders writable; ``/tmp`` is empty and private, ``/proc`` belongs to
+a PID namespace of its own (``/proc/sys`` read-only), ``/sys`` is read-only and ``/dev`` holds
+only the few devices a program needs. It has no network, no capabilities, and no process
+outside the sandbox to see or signal; the store, the database and other jobs are not there at
+all. Where the worker runs as root, the plug-in runs as an unprivileged user
+(``CIRCUS_SANDBOX_UID``, ``nobody`` by default); elsewhere it runs as the worker's user in a user
+namespace. Where bubblewrap cannot build this, the machine has no sandbox (see ``launch``).
+"""
 
 from __future__ import annotations
 
@@ -13,85 +22,181 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-# Run inside new mount and network namespaces: every mount read-only (but /proc, /sys, /dev),
-# a private /dev/shm, then $1 (output) and $2 (scratch) bound writable; the plug-in runs with no
-# capabilities, so that it cannot undo any of it. Exit 97: the sandbox could not be built.
-_SANDBOX = r"""
-for mp in $(awk '{print $5}' /proc/self/mountinfo | sort -r); do
-  case "$mp" in /proc*|/sys*|/dev*) continue ;; esac
-  mount -o remount,bind,ro "$mp" 2>/dev/null
-done
-mount -t tmpfs -o size=256m,mode=1777 tmpfs /dev/shm 2>/dev/null
-for dir in "$1" "$2"; do
-  mount --bind "$dir" "$dir" && mount -o remount,bind,rw "$dir" || exit 97
-done
-shift 2
-exec setpriv --bounding-set -all --inh-caps -all --no-new-privs -- "$@"
-"""
-SANDBOX_FAILED = 97
+from circus_tasks.errors import PluginError
+from circus_tasks.settings import get_settings
+
+_NAMESPACES = ("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts")
+_SYSTEM = ("/usr", "/etc")
 
 
 @dataclass(frozen=True)
 class Isolation:
-    """What this machine can do to fence a command plug-in in."""
+    """What this machine can do to fence a command or Python plug-in in."""
 
-    namespaces: tuple[str, ...]
-    """``unshare`` options that work here (empty: none)."""
+    bwrap: str | None
+    """bubblewrap's path where it builds a working sandbox here, else ``None``."""
     pdeathsig: bool
-    """Whether ``setpriv --pdeathsig`` is there (plug-in dies with its job's process)."""
+    """Whether ``setpriv --pdeathsig`` is there (a container's client dies with its job)."""
+    reason: str = ""
+    """Why there is no sandbox (empty when there is one)."""
+
+    @property
+    def sandboxed(self) -> bool:
+        """Whether plug-ins run in the sandbox here."""
+        return self.bwrap is not None
 
     def describe(self) -> str:
-        """One line for ``circus plugins``."""
-        if self.namespaces:
+        """One line for ``circus plugins`` and the plug-in log."""
+        if self.sandboxed:
+            who = f"uid {sandbox_uid()}" if os.geteuid() == 0 else "the worker's user"
             return (
-                "sandbox: file system read-only but its output folder, no network, "
-                "no capabilities (mount and network namespaces)"
+                f"sandbox (bubblewrap): runs as {who}, no network, no capabilities, own PID "
+                "namespace; only its output folder writable"
             )
-        return (
-            "input read-only by file mode only; network NOT isolated "
-            "(needs root or user namespaces for unshare)"
-        )
+        return f"NO sandbox: {self.reason}"
+
+
+def sandbox_uid() -> int:
+    """The user a plug-in runs as where the worker is root."""
+    return get_settings().sandbox_uid
 
 
 @lru_cache(maxsize=1)
 def machine_isolation() -> Isolation:
-    """Probe once which isolation works on this machine."""
+    """Probe once whether bubblewrap builds the sandbox on this machine."""
     pdeathsig = shutil.which("setpriv") is not None
-    unshare = shutil.which("unshare")
-    if unshare is None or not sys.platform.startswith("linux"):
-        return Isolation((), pdeathsig)
-    options: tuple[str, ...] = ("--net", "--mount", "--propagation", "private")
-    if os.geteuid() != 0:
-        options = ("--user", "--map-root-user", *options)
+    bwrap = shutil.which("bwrap")
+    if bwrap is None or not sys.platform.startswith("linux"):
+        return Isolation(None, pdeathsig, "bubblewrap (bwrap) is not installed")
     with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch, "out")
-        out.mkdir()
-        # inside, only the output folder may be written: anything else counts as a failure
-        check = f"touch {out}/ok && ! touch {scratch}/escaped 2>/dev/null"
-        probe = subprocess.run(
-            [
-                unshare,
-                *options,
-                "--",
-                "sh",
-                "-c",
-                _SANDBOX,
-                "sh",
-                str(out),
-                str(out),
-                "sh",
-                "-c",
-                check,
-            ],
-            capture_output=True,
-            timeout=10,
+        folders = {name: Path(scratch, name) for name in ("in", "out", "tmp")}
+        for folder in folders.values():
+            folder.mkdir()
+        make_read_only(folders["in"])
+        hand_over(folders["out"], folders["tmp"])
+        # only the output folder may be written, and the input must be readable
+        check = (
+            f"test -r {folders['in']} && touch {folders['out']}/ok && "
+            f"! touch {folders['in']}/no 2>/dev/null && ! touch {scratch}/no 2>/dev/null"
         )
-        works = probe.returncode == 0 and (out / "ok").exists()
-    return Isolation(options if works else (), pdeathsig)
+        in_dir, out_dir, tmp = folders["in"], folders["out"], folders["tmp"]
+        command = _bwrap_command(bwrap, ["sh", "-c", check], in_dir, out_dir, tmp, [], out_dir)
+        try:
+            probe = subprocess.run(command, capture_output=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return Isolation(None, pdeathsig, f"bubblewrap did not start: {exc}")
+        finally:
+            make_writable(folders["in"])
+        if probe.returncode != 0 or not (folders["out"] / "ok").exists():
+            said = probe.stderr.decode(errors="replace").strip().splitlines()
+            detail = said[-1] if said else f"exit {probe.returncode}"
+            return Isolation(None, pdeathsig, f"bubblewrap cannot build a sandbox here ({detail})")
+    return Isolation(bwrap, pdeathsig)
+
+
+def fence(
+    command: list[str],
+    in_dir: Path,
+    out_dir: Path,
+    scratch: Path,
+    readable: list[Path],
+    workdir: Path,
+) -> list[str]:
+    """``command`` inside the sandbox, run in ``workdir``, the ``readable`` folders (the
+    plug-in's own) visible read-only. Call :func:`hand_over` on ``out_dir`` and ``scratch``
+    before it runs."""
+    bwrap = machine_isolation().bwrap
+    if bwrap is None:
+        raise RuntimeError("no sandbox on this machine")
+    if os.geteuid() == 0:
+        for path in readable:
+            if os.stat(path).st_mode & 0o005 != 0o005:
+                raise PluginError(
+                    f"The plug-in's sandbox user (uid {sandbox_uid()}) cannot read {path}: make "
+                    f"it readable by others (chmod -R o+rX {path})."
+                )
+    return _bwrap_command(bwrap, command, in_dir, out_dir, scratch, readable, workdir)
+
+
+def _bwrap_command(
+    bwrap: str,
+    command: list[str],
+    in_dir: Path,
+    out_dir: Path,
+    scratch: Path,
+    readable: list[Path],
+    workdir: Path,
+) -> list[str]:
+    # no --new-session: the plug-in stays in the process group that launch kills (it has no
+    # controlling terminal to abuse), and the PID namespace dies with bwrap in any case
+    args = [bwrap, *_NAMESPACES, "--die-with-parent"]
+    root = os.geteuid() == 0
+    if not root:
+        args += ["--unshare-user", "--cap-drop", "ALL"]
+    for system in _SYSTEM:
+        args += ["--ro-bind", system, system]
+    for link in ("/bin", "/lib", "/lib64", "/sbin", "/lib32", "/libx32"):
+        if os.path.islink(link):
+            args += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            args += ["--ro-bind", link, link]
+    args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys", "--tmpfs", "/tmp"]
+    home = get_settings().home.resolve()
+    binds: list[tuple[str, Path]]
+    binds = [("--ro-bind", p) for p in _interpreter_paths() + [p.resolve() for p in readable]]
+    if any(home.is_relative_to(p) for _, p in binds):
+        binds.append(("--tmpfs", home))  # the store and the database never show through
+    binds += [("--ro-bind", in_dir), ("--bind", out_dir), ("--bind", scratch)]
+    made: set[Path] = {Path("/"), Path("/tmp")}
+    for option, path in binds:
+        # parents made here are 0755, so that the plug-in's user can walk to its folders
+        for parent in reversed(path.parents):
+            if parent not in made and not any(parent.is_relative_to(s) for s in _SYSTEM):
+                args += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+        args += [option, str(path)] if option == "--tmpfs" else [option, str(path), str(path)]
+    args += ["--remount-ro", "/dev", "--chdir", str(workdir), "--"]
+    if root:
+        uid = str(sandbox_uid())
+        args += ["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups"]
+        args += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    return args + command
+
+
+@lru_cache(maxsize=1)
+def _interpreter_paths() -> list[Path]:
+    """What a Python plug-in's host process needs: this interpreter and its packages, and our
+    package (only ``circus_tasks.plugins.host`` is run)."""
+    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    paths.add(Path(__file__).resolve().parents[1])  # the circus_tasks package
+    kept = [p for p in sorted(paths) if not any(p.is_relative_to(s) for s in _SYSTEM)]
+    # a path inside another one is bound with it
+    return [p for p in kept if not any(p != q and p.is_relative_to(q) for q in kept)]
+
+
+def hand_over(*folders: Path) -> None:
+    """Make the (fresh, empty) folders the plug-in's own where it runs as another user."""
+    if os.geteuid() == 0:
+        for folder in folders:
+            _chown_tree(folder, sandbox_uid())
+
+
+def take_back(*folders: Path) -> None:
+    """Give the folders the plug-in wrote back to the worker's user (links not followed)."""
+    if os.geteuid() == 0:
+        for folder in folders:
+            _chown_tree(folder, 0)
+
+
+def _chown_tree(folder: Path, uid: int) -> None:
+    os.lchown(folder, uid, uid)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            os.lchown(Path(root) / name, uid, uid)
 
 
 def make_read_only(folder: Path) -> None:
-    """Take write permission off a folder tree (the plug-in's input)."""
+    """Take write permission off a folder tree (the plug-in's input); others may read it."""
     for root, dirs, files in os.walk(folder):
         for name in files:
             os.chmod(Path(root) / name, 0o444)
@@ -108,15 +213,6 @@ def make_writable(folder: Path) -> None:
             os.chmod(Path(root) / name, 0o755)
         for name in files:
             os.chmod(Path(root) / name, 0o644)
-
-
-def fence(command: list[str], out_dir: Path, scratch: Path) -> list[str]:
-    """``command`` inside the sandbox, and killed with its parent where ``setpriv`` can."""
-    isolation = machine_isolation()
-    if isolation.namespaces:
-        script = ["sh", "-c", _SANDBOX, "sh", str(out_dir), str(scratch)]
-        command = ["unshare", *isolation.namespaces, "--", *script, *command]
-    return with_pdeathsig(command)
 
 
 def with_pdeathsig(command: list[str]) -> list[str]:

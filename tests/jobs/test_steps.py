@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -159,40 +158,6 @@ def test_a_broken_image_fails_pre_processing(series_factory: SeriesFactory) -> N
     job = get_job(job_id)
     assert job is not None and job.status == JobStatus.FAILED
     assert not list((get_settings().jobs_dir / job_id / "in").glob("0.*"))
-
-
-def test_a_plugin_cannot_write_outside_its_output_or_reach_the_network(
-    series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import socket
-
-    # decided without the code under test: as root (CI, these machines) the sandbox must work,
-    # so a broken sandbox fails this test instead of skipping it
-    if os.geteuid() != 0:
-        pytest.skip("not root: whether this machine can sandbox is not known here")
-    listener = socket.create_server(("127.0.0.1", 0))
-    monkeypatch.setenv("INTRUDER_PORT", str(listener.getsockname()[1]))
-    Path("/tmp/circus-intruder-was-here").unlink(missing_ok=True)
-    job = new_job("intruder@1.0.0", series_factory())
-    inputs = prepare_inputs(job)
-    raw_before = (inputs / "0.raw").read_bytes()
-    try:
-        outputs = run_main(job, inputs)
-    finally:
-        listener.close()
-    attempts = store_results(job, outputs)["results"]["attempts"]
-    assert attempts["write scratch"] == "done"
-    for name in (
-        "write input",
-        "new file in input",
-        "write beside output",
-        "write /tmp",
-        "network",
-    ):
-        assert attempts[name].startswith("refused"), (name, attempts[name])
-    assert (inputs / "0.raw").read_bytes() == raw_before
-    assert not (job.folders.root / "escaped.txt").exists()
-    assert not Path("/tmp/circus-intruder-was-here").exists()
 
 
 def test_a_job_whose_plugin_is_gone_fails_at_its_claim(

@@ -112,7 +112,7 @@ def test_without_a_sandbox_plugins_run_only_when_allowed(
     from circus_tasks.plugins import launch
     from circus_tasks.plugins.sandbox import Isolation
 
-    monkeypatch.setattr(launch, "machine_isolation", lambda: Isolation((), False))
+    monkeypatch.setattr(launch, "machine_isolation", lambda: Isolation(None, False, "test"))
     plugin = get_plugin("record@1.0.0")
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
