@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from circus_tasks.db.engine import CHUNK, session_scope
@@ -185,3 +186,13 @@ def plugins_changed_since_run(plugins: dict[str, str]) -> dict[str, str]:
             if last is not None and last[1] != digest:
                 changed[plugin_id] = last[0]
     return changed
+
+
+def start_failures(job_id: str, *, session: Session) -> int:
+    """How many flow runs of this queued job died before it started."""
+    query = select(func.count()).where(
+        col(JobEvent.job_id) == job_id,
+        col(JobEvent.from_status) == JobStatus.IN_QUEUE,
+        col(JobEvent.to_status) == JobStatus.IN_QUEUE,
+    )
+    return int(session.exec(query).one())

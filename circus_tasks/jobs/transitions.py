@@ -28,9 +28,11 @@ def move_status(
     by: str | None = None,
     reason: str | None = None,
     prefect_state: str | None = None,
+    only_if: Any = None,
     **values: Any,
 ) -> bool:
-    """Atomically move a job ``from_status -> to_status`` and log the event.
+    """Atomically move a job ``from_status -> to_status`` and log the event (``only_if``: a
+    further condition on the row).
 
     Returns:
         Whether this call made the move (``False``: the job was not in ``from_status``).
@@ -38,11 +40,10 @@ def move_status(
     if not can_move(from_status, to_status):
         raise JobStateError(f"The move {from_status} -> {to_status} is not allowed.")
     now = utcnow()
-    result = session.execute(
-        update(Job)
-        .where(col(Job.id) == job_id, col(Job.status) == from_status)
-        .values(status=to_status, updated_at=now, **values)
-    )
+    query = update(Job).where(col(Job.id) == job_id, col(Job.status) == from_status)
+    if only_if is not None:
+        query = query.where(only_if)
+    result = session.execute(query.values(status=to_status, updated_at=now, **values))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
     session.add(
@@ -75,11 +76,17 @@ def _refusal(verb: str, job: Job) -> JobStateError:
 def claim(job_id: str, *, machine: str, flow_run_id: str | None, session: Session) -> bool:
     """The start-or-cancel decision: ``in_queue -> processing`` on ``machine``.
 
+    A run that is no longer the job's (it was replaced after it failed to start) cannot claim
+    it.
+
     Returns:
         ``True`` if this run may process the job; ``False`` if it was cancelled (or otherwise
-        left ``in_queue``) first.
+        left ``in_queue``, or given another run) first.
     """
     now = utcnow()
+    own_run = None
+    if flow_run_id:
+        own_run = col(Job.flow_run_id).is_(None) | (col(Job.flow_run_id) == flow_run_id)
     won = move_status(
         job_id,
         JobStatus.IN_QUEUE,
@@ -92,6 +99,7 @@ def claim(job_id: str, *, machine: str, flow_run_id: str | None, session: Sessio
         started_at=now,
         heartbeat_at=now,
         stage=JobStage.PRE,
+        only_if=own_run,
     )
     if won and flow_run_id:
         session.execute(
@@ -169,6 +177,32 @@ def end_queued(job_id: str, to: JobStatus, reason: str, *, by: str, session: Ses
         error_message=reason if to == JobStatus.FAILED else None,
         finished_at=utcnow(),
     )
+
+
+def replace_run(job_id: str, old_run: str, new_run: str, reason: str, *, session: Session) -> bool:
+    """Give a queued job a new flow run in place of one that died before it started (logged as
+    ``in_queue -> in_queue``); the old run can no longer claim the job. ``False``: the job was
+    no longer queued on ``old_run``."""
+    now, queued = utcnow(), JobStatus.IN_QUEUE
+    result = session.execute(
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.status) == queued, col(Job.flow_run_id) == old_run)
+        .values(flow_run_id=new_run, updated_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.add(
+        JobEvent(
+            job_id=job_id,
+            from_status=queued,
+            to_status=queued,
+            at=now,
+            by="reconciler",
+            reason=reason,
+        )
+    )
+    session.flush()
+    return True
 
 
 _USER_MOVES: dict[str, tuple[JobStatus, JobStatus]] = {

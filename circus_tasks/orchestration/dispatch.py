@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,8 @@ from sqlmodel import col
 from circus_tasks.db.engine import CHUNK, session_scope
 from circus_tasks.db.models import Job
 from circus_tasks.errors import PrefectUnavailableError
-from circus_tasks.jobs.queries import jobs_with_series
+from circus_tasks.jobs import transitions
+from circus_tasks.jobs.queries import jobs_with_series, start_failures
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
 from circus_tasks.orchestration.queues import ensure_priority_queues
 from circus_tasks.settings import get_settings
@@ -44,18 +45,23 @@ class _RunRequest:
     job_id: str
     priority: int
     tags: list[str]
+    key: str = ""
+    """The idempotency key: the job id for its first run, then one per restart."""
 
 
-def _run_requests(job_ids: Sequence[str]) -> tuple[list[_RunRequest], dict[str, str]]:
-    """The ``in_queue`` jobs among ``job_ids`` that have no flow run yet, and the flow run ids
-    of those that have one (read in a few queries, not one per job)."""
+def _run_requests(
+    job_ids: Sequence[str], *, again: bool = False
+) -> tuple[list[_RunRequest], dict[str, str]]:
+    """The ``in_queue`` jobs among ``job_ids`` that have no flow run yet (``again``: or have
+    one), and the flow run ids of those that have one (read in a few queries, not one per
+    job)."""
     requests: list[_RunRequest] = []
     existing: dict[str, str] = {}
     with session_scope() as session:
         for job, series in jobs_with_series(job_ids, session=session):
             if job.flow_run_id:
                 existing[job.id] = job.flow_run_id
-            elif job.status == JobStatus.IN_QUEUE:
+            if job.status == JobStatus.IN_QUEUE and (again or not job.flow_run_id):
                 tags = [f"plugin:{job.plugin_id}", *(f"series:{s.series_uid}" for s in series)]
                 if job.user:
                     tags.append(f"user:{job.user}")
@@ -83,7 +89,7 @@ def _run_body(request: _RunRequest, queue: str | None, scheduled_time: datetime)
         "name": request.job_id,
         "parameters": {"job_id": request.job_id},
         "tags": request.tags,
-        "idempotency_key": request.job_id,
+        "idempotency_key": request.key or request.job_id,
         "state": {
             "type": RunState.SCHEDULED.value,
             "name": "Scheduled",
@@ -239,3 +245,47 @@ def try_dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
             "%d job(s) registered; dispatch deferred to the reconciler: %s", len(job_ids), exc
         )
         return {}
+
+
+def restart_job(job_id: str, reason: str) -> str | None:
+    """Give a queued job whose flow run died before the job started (a busy or restarting
+    server, a worker or flow process killed on the way) a new flow run, and record why.
+
+    Returns:
+        The new flow run's id, or ``None`` when the job no longer waits on its old run.
+
+    Raises:
+        PrefectUnavailableError: when Prefect does not answer (the reconciler tries again).
+    """
+    requests, existing = _run_requests([job_id], again=True)
+    if not requests or job_id not in existing:
+        return None
+    with session_scope() as session:
+        attempt = start_failures(job_id, session=session) + 2
+    request = replace(requests[0], key=f"{job_id}#{attempt}")
+    try:
+        created, errors = _create_runs([request])
+    except unreachable_errors() as exc:
+        raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
+    if errors:
+        if _unanswered(errors[0]):
+            raise PrefectUnavailableError(f"Prefect does not answer: {errors[0]}") from errors[0]
+        raise errors[0]
+    with session_scope() as session:
+        won = transitions.replace_run(
+            job_id, existing[job_id], created[job_id], reason, session=session
+        )
+    if not won:  # cancelled or started meanwhile: the new run is not needed
+        _cancel_spare_run(created[job_id])
+        return None
+    return created[job_id]
+
+
+def _cancel_spare_run(flow_run_id: str) -> None:
+    from prefect.states import Cancelled
+
+    try:
+        with prefect_client() as client:
+            client.set_flow_run_state(flow_run_id, Cancelled(message="not needed"), force=True)
+    except unreachable_errors() as exc:
+        log.warning("flow run %s not needed, but not cancelled: %s", flow_run_id, exc)

@@ -4,6 +4,8 @@
   flow run ended without our flow saying so, is failed with the reason;
 - an ``in_queue`` job with no flow run (Prefect was down at submit) is dispatched;
 - an ``in_queue`` job whose flow run was cancelled or deleted in Prefect's UI is cancelled;
+- an ``in_queue`` job whose flow run failed, crashed or hung Pending before the job started (a
+  busy or restarting server, a worker or process killed on the way) gets a new flow run;
 - cancelled and invalidated jobs are shown so on their flow runs.
 
 Every change goes through the same compare-and-set as everything else, so any number of
@@ -22,8 +24,9 @@ from sqlmodel import col, select
 
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Batch, Job, utcnow
+from circus_tasks.errors import PrefectUnavailableError
 from circus_tasks.jobs import transitions
-from circus_tasks.jobs.queries import age_seconds
+from circus_tasks.jobs.queries import age_seconds, start_failures
 from circus_tasks.orchestration.batches import (
     FEEDING,
     cancel_for_flow_run,
@@ -31,7 +34,7 @@ from circus_tasks.orchestration.batches import (
     launch,
 )
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
-from circus_tasks.orchestration.dispatch import try_dispatch_jobs
+from circus_tasks.orchestration.dispatch import restart_job, try_dispatch_jobs
 from circus_tasks.orchestration.events import relay_events
 from circus_tasks.orchestration.mirror import try_mirror_state
 from circus_tasks.orchestration.run import PREFECT_USER, fail_job
@@ -49,6 +52,14 @@ log = logging.getLogger(__name__)
 
 DISPATCH_GRACE_SECONDS = 5.0
 """An undispatched job younger than this is left to its submitter."""
+
+PENDING_STALE_SECONDS = 120.0
+"""A queued job's run Pending this long was taken by a worker or process that stopped (a start
+takes seconds): it is crashed and the job given a new run."""
+
+START_ATTEMPTS = 5
+"""Flow runs a job may lose before it starts (a busy or restarting server, a killed worker) and
+still be run; then it fails with the last reason."""
 
 ENDED_RUN_GRACE_SECONDS = 10.0
 """How long a processing job's run may look ended before we believe it (the flow may still be
@@ -143,11 +154,18 @@ def reconcile_once() -> list[str]:
             actions += _end_queued(job, JobStatus.CANCELLED, "its flow run was deleted in Prefect")
         elif run.state is not None:
             seen = job_status_for(run.state.type)
+            waited = age_seconds(run.state.timestamp) or 0
             if seen == JobStatus.CANCELLED:
                 actions += _end_queued(job, seen, "its flow run was cancelled in Prefect")
-            elif seen == JobStatus.FAILED:
-                message = f"Prefect could not run the job: {run.state.message or run.state.name}"
-                actions += _end_queued(job, seen, message)
+            elif seen == JobStatus.FAILED:  # it died before the job started: not the job's fault
+                actions += _restart(job, run.state.message or run.state.name)
+            elif run.state.type.value == RunState.PENDING and waited > PENDING_STALE_SECONDS:
+                message = (
+                    f"its flow run stayed Pending for {waited:.0f} s: the worker or process "
+                    "that took it stopped before the job started"
+                )
+                _crash_run(job.flow_run_id, message)
+                actions += _restart(job, message)
 
     for job in processing:
         run = runs.get(job.flow_run_id) if job.flow_run_id else None
@@ -191,6 +209,24 @@ def reconcile_once() -> list[str]:
     if healthy and (sent := relay_events()):  # last: a failure here spoils nothing above
         actions.append(f"{sent} event(s) sent to Prefect")
     return actions
+
+
+def _restart(job: Job, why: str) -> list[str]:
+    """A new flow run for a job whose run died before the job started, or, after
+    :data:`START_ATTEMPTS` such runs, the job failed with the last reason."""
+    with session_scope() as session:
+        runs = start_failures(job.id, session=session) + 1
+    if runs >= START_ATTEMPTS:
+        message = f"Prefect could not start the job's flow run ({runs} tries); the last: {why}"
+        return _end_queued(job, JobStatus.FAILED, message)
+    try:
+        new_run = restart_job(job.id, f"its flow run {job.flow_run_id} did not start: {why}")
+    except PrefectUnavailableError as exc:
+        log.warning("reconciler: job %s not restarted now: %s", job.id, exc)
+        return []
+    return (
+        [f"{job.id}: flow run {new_run} created (the last did not start: {why})"] if new_run else []
+    )
 
 
 def _mark_aborted(job_id: str, who: str) -> str:

@@ -152,3 +152,53 @@ def test_the_work_pool_starts_runs_through_the_warm_client_without_job_variables
         "python -m circus_tasks.worker.warm_client"
     )
     assert deployment.job_variables == {} and deployment.enforce_parameter_schema is False
+
+
+def _set_run_state(stack: Stack, flow_run_id: str, state: Any) -> None:  # noqa: F811
+    with stack.client() as client:
+        client.set_flow_run_state(flow_run_id, state, force=True)
+
+
+def test_a_run_that_dies_before_its_job_starts_is_replaced_not_failed(
+    stack: Stack,  # noqa: F811
+    series_uid: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a worker leaves when the server answered 503 or restarted while it handed the run
+    to its process (Crashed), or when it died with the run Pending: the job stays queued on a
+    new run; the old run can no longer claim it; after START_ATTEMPTS the job fails."""
+    from prefect.states import Crashed, Pending
+
+    from circus_tasks.api import get_job
+    from circus_tasks.jobs import transitions
+    from circus_tasks.orchestration import reconciler
+
+    (job,) = submit_jobs([JobRequest(RECORD, [series_uid], force=True)])
+    assert isinstance(job, JobRead) and job.flow_run_id
+    runs = [job.flow_run_id]
+    crash = "Flow run infrastructure exited with non-zero status code 1 (503 Service Unavailable)"
+    _set_run_state(stack, runs[-1], Crashed(message=crash))
+    monkeypatch.setattr(reconciler, "PENDING_STALE_SECONDS", 0.0)
+    for attempt in range(reconciler.START_ATTEMPTS - 1):
+        actions = reconciler.reconcile_once()
+        now = get_job(job.id)
+        assert now is not None and now.status == JobStatus.IN_QUEUE, (attempt, actions)
+        assert now.flow_run_id and now.flow_run_id not in runs
+        assert any(f"{job.id}: flow run {now.flow_run_id} created" in a for a in actions)
+        runs.append(now.flow_run_id)
+        # every other try: a worker took the run (Pending) and died
+        state = Pending() if attempt % 2 else Crashed(message=crash)
+        _set_run_state(stack, runs[-1], state)
+    with stack.client() as client:
+        first, last = client.read_flow_run(runs[0]), client.read_flow_run(runs[-1])
+    assert first.work_queue_name == last.work_queue_name and last.name == job.id
+    with session_scope() as session:  # an old run cannot start the job any more
+        assert not transitions.claim(job.id, machine="m", flow_run_id=runs[0], session=session)
+
+    reconciler.reconcile_once()
+    failed = get_job(job.id)
+    assert failed is not None and failed.status == JobStatus.FAILED
+    assert failed.error_message and "could not start the job's flow run (5 tries)" in (
+        failed.error_message
+    )
+    assert failed.flow_run_id == runs[-1]
