@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, overload
@@ -20,9 +21,25 @@ def default_home() -> Path:
     return Path.home() / ".circus"
 
 
+LOCAL_POSTGRES = "postgres"
+"""The folder of the home's own PostgreSQL cluster (``circus up --postgres``)."""
+
+
+def local_postgres_urls(home: Path) -> dict[str, str] | None:
+    """The URLs of the home's own PostgreSQL cluster (``circus``: our tables, ``prefect``:
+    the Prefect server's), once ``circus up --postgres`` has made it; else ``None``."""
+    try:
+        urls = json.loads((home / LOCAL_POSTGRES / "urls.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {key: str(urls[key]) for key in ("circus", "prefect", "port", "password")}
+
+
 def default_database_url(home: Path) -> str:
-    """The database when ``CIRCUS_DATABASE_URL`` is not set: SQLite in the home folder."""
-    return f"sqlite:///{home / 'circus.db'}"
+    """The database when ``CIRCUS_DATABASE_URL`` is not set: the home's own PostgreSQL
+    cluster where ``circus up --postgres`` made one, else SQLite in the home folder."""
+    urls = local_postgres_urls(home)
+    return urls["circus"] if urls else f"sqlite:///{home / 'circus.db'}"
 
 
 def database_url_from_environment() -> str | None:

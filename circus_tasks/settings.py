@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname, description="This machine's name (one job at a time)."
     )
     prefect_port: int = Field(default=4200, description="Port of the embedded Prefect server.")
+    postgres_port: int = Field(
+        default=5439, description="Port of the home's own PostgreSQL (circus up --postgres)."
+    )
     plugins_dir: Path = Field(default=PROJECT_DIR / "plugins", description="Plug-in folders.")
     work_pool: str = Field(default="circus", description="Prefect work pool of the job runs.")
     deployment: str = Field(default="circus-job/circus-job", description="flow/deployment name.")

@@ -25,14 +25,30 @@ app.add_typer(batch_app, name="batch")
 def up(
     worker: Annotated[bool, typer.Option(help="Start this machine's worker too.")] = True,
     batch_worker: Annotated[bool, typer.Option(help="Start the batch pool's worker.")] = True,
+    postgres: Annotated[
+        bool,
+        typer.Option(help="Keep Prefect's data and ours in a PostgreSQL cluster in CIRCUS_HOME."),
+    ] = False,
 ) -> None:
     """Start the Prefect server (embedded, unless PREFECT_API_URL names one), create the work
     pools and deployments, and start this machine's worker and the batch worker. Safe to run
-    again."""
+    again. With --postgres (once: the home keeps it) both databases live in the home's own
+    PostgreSQL cluster, started here and stopped by ``circus down``."""
+    from circus_tasks.db.engine import reset_caches
+    from circus_tasks.home import local_postgres_urls
     from circus_tasks.settings import get_settings
+    from circus_tasks.worker import postgres as local_postgres
     from circus_tasks.worker import stack
 
     settings = get_settings()
+    if postgres or local_postgres_urls(settings.home):
+        if postgres and stack.running_pid(stack.SERVER) and not local_postgres.running():
+            print_error(RuntimeError("The Prefect server runs on SQLite: run circus down first."))
+            raise typer.Exit(1)
+        with console.status("Starting PostgreSQL ..."):
+            or_exit(local_postgres.ensure_cluster, local_postgres.PostgresError)
+        reset_caches()
+        console.print(f"PostgreSQL: {local_postgres.cluster_root()} (Prefect's data and ours)")
     with console.status("Starting the Prefect server ..."):
         stack.start_server()
     with console.status("Creating the work pool and deployments ..."):
@@ -51,10 +67,13 @@ def up(
 
 @app.command()
 def down() -> None:
-    """Stop the workers and the embedded server started by ``circus up``."""
-    from circus_tasks.worker import stack
+    """Stop the workers, the embedded server and the PostgreSQL cluster started by ``circus
+    up``."""
+    from circus_tasks.worker import postgres, stack
 
     stopped = stack.stop_all()
+    if postgres.stop_cluster():
+        stopped.append("postgres")
     console.print(f"Stopped: {', '.join(stopped) or 'nothing was running'}")
 
 

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from circus_tasks.home import local_postgres_urls
 from circus_tasks.orchestration.client import api_url, embedded_api_url
 from circus_tasks.settings import PROJECT_DIR, get_settings
 
@@ -44,6 +45,10 @@ def child_env(**extra: str) -> dict[str, str]:
     )
     if settings.database_url:
         env["CIRCUS_DATABASE_URL"] = settings.database_url
+    local = local_postgres_urls(settings.home)
+    own = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+    if local and not any(name in env for name in own):  # a site's own server URL wins
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = local["prefect"]
     env.update(extra)
     return env
 

@@ -263,6 +263,10 @@ def test_cancel_racing_the_start_has_one_winner(stack: Stack, series_uid: str) -
     assert set(outcomes.values()) == {"cancelled", "refused"}, outcomes
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def test_killed_flow_process_fails_the_job_and_the_next_job_runs(
     stack: Stack, series_uid: str
 ) -> None:
@@ -271,11 +275,15 @@ def test_killed_flow_process_fails_the_job_and_the_next_job_runs(
     wait_until(
         lambda: (j := get_job(job_id)) is not None and j.stage == "main", 90, "the plug-in to start"
     )
-    # the plug-in's parent is the flow run's process (the warm zygote's child)
+    # the plug-in's first ancestor that is not its sandbox (bubblewrap) is the flow run's
+    # process (the warm zygote's child)
     (plugin_pid,) = wait_until(
         lambda: plugin_processes("print('sleeping'", "python"), 30, "the plug-in"
     )
-    flow_pid = int(Path(f"/proc/{plugin_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    flow_pid = _parent(plugin_pid)
+    while Path(f"/proc/{flow_pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"bwrap"):
+        flow_pid = _parent(flow_pid)
+    assert b"python" in Path(f"/proc/{flow_pid}/cmdline").read_bytes()
     killed_at = time.monotonic()
     os.kill(flow_pid, signal.SIGKILL)
     failed = wait_for_job(job_id, 120)
