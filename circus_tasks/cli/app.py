@@ -87,13 +87,13 @@ def worker(
 
     from circus_tasks.db.engine import reset_caches
     from circus_tasks.settings import get_settings
-    from circus_tasks.worker import stack
+    from circus_tasks.worker.machine import run_worker
 
     if machine:
         os.environ["CIRCUS_MACHINE"] = machine
         reset_caches()
     settings = get_settings()
-    raise typer.Exit(stack.run_worker(settings.machine, poll or settings.worker_poll_seconds))
+    raise typer.Exit(run_worker(settings.machine, poll or settings.worker_poll_seconds))
 
 
 @app.command("import")

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -40,6 +39,9 @@ def child_env(**extra: str) -> dict[str, str]:
         PREFECT_HOME=str(settings.prefect_home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_CLI_PROMPT="false",
+        # a call waits out about four minutes of a busy or restarting server (2 + 4 + ... +
+        # 128 s) before it fails a job; Prefect's default gives up after about one
+        PREFECT_CLIENT_MAX_RETRIES=os.environ.get("PREFECT_CLIENT_MAX_RETRIES", "7"),
         CIRCUS_HOME=str(settings.home),
         CIRCUS_PROJECT_DIR=str(PROJECT_DIR),
     )
@@ -101,15 +103,15 @@ def stop_background(name: str, timeout: float = 30.0) -> bool:
     _pid_file(name).unlink(missing_ok=True)
     if pid is None:
         return False
-    _signal_group(pid, signal.SIGTERM)
+    signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.2)
-    _signal_group(pid, signal.SIGKILL)
+    signal_group(pid, signal.SIGKILL)
     return True
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -211,71 +213,6 @@ def start_batch_worker() -> int:
     command += ["--type", "process", "--name", f"circus-batch-{settings.machine}"]
     env = child_env(PREFECT_WORKER_QUERY_SECONDS=str(settings.worker_poll_seconds))
     return start_background(BATCH_WORKER, command, env)
-
-
-def run_worker(machine: str, poll_seconds: float) -> int:
-    """Run this machine's Prefect worker (limit 1) and the reconciler until signalled.
-
-    The Prefect worker runs in its own process group, stopped by that group on exit.
-    """
-    from circus_tasks.orchestration.reconciler import reconcile_forever
-
-    settings = get_settings()
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    warm_socket = settings.run_dir / f"warm-{machine}-{os.getpid()}.sock"
-    env = child_env(
-        CIRCUS_MACHINE=machine,
-        PREFECT_WORKER_QUERY_SECONDS=str(poll_seconds),
-        PREFECT_WORKER_PREFETCH_SECONDS="0",
-        CIRCUS_WARM_SOCKET=str(warm_socket),
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    zygote = subprocess.Popen(
-        [sys.executable, "-m", "circus_tasks.worker.warm", str(warm_socket)],
-        env=env,
-        cwd=PROJECT_DIR,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    process = subprocess.Popen(
-        [
-            prefect_exe(),
-            "worker",
-            "start",
-            "--pool",
-            settings.work_pool,
-            "--type",
-            "process",
-            "--name",
-            f"circus-{machine}",
-            "--limit",
-            "1",
-        ],
-        env=env,
-        cwd=PROJECT_DIR,
-        start_new_session=True,
-    )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    reconciler = threading.Thread(target=reconcile_forever, args=(stop,), daemon=True)
-    reconciler.start()
-    while not stop.is_set() and process.poll() is None:
-        stop.wait(0.5)
-    for child in (process, zygote):
-        _signal_group(child.pid, signal.SIGTERM)
-    for child in (process, zygote):
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            _signal_group(child.pid, signal.SIGKILL)
-            child.wait()
-    stop.set()
-    return process.returncode or 0
 
 
 def stop_all() -> list[str]:

@@ -298,6 +298,41 @@ def test_killed_flow_process_fails_the_job_and_the_next_job_runs(
     stack.stop_workers()
 
 
+def _children(pid: int) -> dict[int, str]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if _parent(int(entry.name)) == pid:
+                    argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                    found[int(entry.name)] = argv.decode(errors="replace")
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def test_a_worker_whose_prefect_worker_and_zygote_die_brings_them_back(
+    stack: Stack, series_uid: str
+) -> None:
+    """No one restarts the machine by hand: the Prefect worker (which gives up after a minute
+    without its server) and the warm zygote are started again, and jobs run."""
+    worker = stack.start_worker("machine-r")
+    first = wait_until(lambda: len(_children(worker.pid)) >= 2 and _children(worker.pid), 30, "")
+    for pid in first:
+        os.killpg(pid, signal.SIGKILL)
+    again = wait_until(
+        lambda: len(set(_children(worker.pid)) - set(first)) >= 2 and _children(worker.pid),
+        60,
+        "the Prefect worker and the zygote to be started again",
+    )
+    assert any("worker start" in c for c in again.values()), again
+    assert any("circus_tasks.worker.warm" in c for c in again.values()), again
+    done = wait_for_job(submit_job(RECORD, [series_uid], force=True).id, 120)
+    assert done.status == JobStatus.FINISHED
+    stack.stop_workers()
+    assert not _children(worker.pid)  # nothing of it is left running
+
+
 def test_prefect_states_mirror_cancel_and_invalidate(stack: Stack, series_uid: str) -> None:
     from prefect.client.schemas.objects import StateType
 

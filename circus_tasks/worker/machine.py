@@ -1,0 +1,103 @@
+"""This machine's worker: the Prefect worker (limit 1), the warm zygote and the reconciler,
+kept running until ``circus worker`` is stopped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from circus_tasks.plugins.sandbox import with_pdeathsig
+from circus_tasks.settings import PROJECT_DIR, get_settings
+from circus_tasks.worker.stack import child_env, prefect_exe, signal_group
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(machine: str, poll_seconds: float) -> int:
+    """Run this machine's Prefect worker (limit 1) and the reconciler until signalled.
+
+    The Prefect worker runs in its own process group, stopped by that group on exit.
+    """
+    from circus_tasks.orchestration.reconciler import reconcile_forever
+
+    settings = get_settings()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    warm_socket = settings.run_dir / f"warm-{machine}-{os.getpid()}.sock"
+    env = child_env(
+        CIRCUS_MACHINE=machine,
+        PREFECT_WORKER_QUERY_SECONDS=str(poll_seconds),
+        PREFECT_WORKER_PREFETCH_SECONDS="0",
+        CIRCUS_WARM_SOCKET=str(warm_socket),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    commands = {
+        "warm zygote": [sys.executable, "-m", "circus_tasks.worker.warm", str(warm_socket)],
+        "Prefect worker": [
+            prefect_exe(),
+            *("worker", "start", "--pool", settings.work_pool, "--type", "process"),
+            *("--name", f"circus-{machine}", "--limit", "1"),
+        ],
+    }
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        # each in its own process group, killed with this process however it dies
+        return subprocess.Popen(
+            with_pdeathsig(commands[name]),
+            env=env,
+            cwd=PROJECT_DIR,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    children = {name: start(name) for name in commands}
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    reconciler = threading.Thread(target=reconcile_forever, args=(stop,), daemon=True)
+    reconciler.start()
+    _supervise(children, start, stop)
+    for child in children.values():
+        signal_group(child.pid, signal.SIGTERM)
+    for child in children.values():
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            signal_group(child.pid, signal.SIGKILL)
+            child.wait()
+    stop.set()
+    return 0
+
+
+def _supervise(
+    children: dict[str, subprocess.Popen[bytes]],
+    start: Callable[[str], subprocess.Popen[bytes]],
+    stop: threading.Event,
+) -> None:
+    """Until ``stop``: start again a child that exited (the Prefect worker gives up after about
+    a minute without its server; a zygote may be killed), waiting longer while it keeps
+    exiting at once, so that the machine reconnects without anyone restarting it."""
+    started = dict.fromkeys(children, time.monotonic())
+    pause = dict.fromkeys(children, 1.0)
+    while not stop.wait(0.5):
+        for name, child in children.items():
+            if child.poll() is None:
+                continue
+            quick = time.monotonic() - started[name] < 30
+            pause[name] = min(pause[name] * 2, 30.0) if quick else 1.0
+            log.warning(
+                "%s exited (%s); started again in %.0f s", name, child.returncode, pause[name]
+            )
+            if stop.wait(pause[name]):
+                return
+            children[name], started[name] = start(name), time.monotonic()
