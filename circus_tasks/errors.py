@@ -32,6 +32,10 @@ class ResultsError(CircusError, ValueError):
     """A plug-in's ``results.json`` is missing or invalid."""
 
 
+class StorageError(CircusError, OSError):
+    """A job's results could not be written to the results store (e.g. the disk is full)."""
+
+
 class PluginError(CircusError, RuntimeError):
     """A plug-in's manifest is invalid, or its run failed."""
 

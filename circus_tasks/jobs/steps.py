@@ -15,6 +15,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from circus_tasks.db.models import Job, JobSeries
+from circus_tasks.errors import StorageError
 from circus_tasks.jobs import transitions
 from circus_tasks.jobs.folders import (
     INPUTS_FILE,
@@ -141,12 +142,27 @@ def store_results(context: JobContext, out_dir: Path) -> dict[str, Any]:
     partial = target.with_name(target.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(out_dir, partial, symlinks=True)
-    for kept in (PLUGIN_LOG, INPUTS_FILE):
-        if (context.folders.root / kept).exists():
-            copy_bounded(context.folders.root / kept, partial / kept, MAX_KEPT_LOG_BYTES)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(out_dir, partial, symlinks=True)
+        for kept in (PLUGIN_LOG, INPUTS_FILE):
+            if (context.folders.root / kept).exists():
+                copy_bounded(context.folders.root / kept, partial / kept, MAX_KEPT_LOG_BYTES)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(partial, target)
+    except (OSError, shutil.Error) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise StorageError(
+            f"The results of job {context.job_id} could not be stored in {target.parent}: "
+            f"{_why(exc)}. Free space there (or fix it) and resubmit the job."
+        ) from exc
     return results
+
+
+def _why(exc: OSError | shutil.Error) -> str:
+    """The first cause of a failed copy (``shutil.Error`` lists one per file)."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        first = exc.args[0][0]
+        return str(first[2]) if len(first) == 3 else str(first)
+    return exc.strerror or str(exc)

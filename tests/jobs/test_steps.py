@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from circus_tasks.errors import (
     PluginError,
     PluginNotFoundError,
     ResultsError,
+    StorageError,
     VolumeError,
 )
 from circus_tasks.jobs.folders import INPUTS_FILE, PLUGIN_LOG, results_folder
@@ -111,6 +113,34 @@ def test_post_processing_stores_the_folder_it_is_given(
     assert (results_folder(job.job_id) / "results.json").read_text() == (
         '{"results": {"from": "given"}}'
     )
+
+
+def test_a_full_results_store_fails_the_job_clearly_and_leaves_nothing(
+    series_factory: SeriesFactory, tmp_path: Path
+) -> None:
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("not root: a small file system cannot be mounted here")
+    job = new_job("record@1.0.0", series_factory(slices=2))
+    outputs = run_main(job, prepare_inputs(job))
+    store = results_folder(job.job_id).parent
+    store.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "full", str(store)], check=True)
+    try:
+        filler = store / "filler"
+        with pytest.raises(OSError), filler.open("wb") as out:
+            while True:
+                out.write(b"\0" * 4096)
+                out.flush()
+        with pytest.raises(StorageError, match="No space left on device.*resubmit"):
+            store_results(job, outputs)
+        assert sorted(p.name for p in store.iterdir()) == ["filler"]  # no partial copy left
+        filler.unlink()
+        store_results(job, outputs)  # with room again, the same job stores
+        assert (results_folder(job.job_id) / "results.json").is_file()
+    finally:
+        subprocess.run(["umount", str(store)], check=True)
 
 
 def run_job_plain(job_id: str) -> None:
