@@ -250,13 +250,16 @@ def main() -> int:
     parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--no-faults", action="store_true")
     parser.add_argument("--stuck-after", type=float, default=600, help="s without progress")
+    parser.add_argument("--logs", type=Path, help="keep the server's and workers' logs here")
     args = parser.parse_args()
-    report = run(args.jobs, args.database, not args.no_faults, args.stuck_after)
+    report = run(args.jobs, args.database, not args.no_faults, args.stuck_after, args.logs)
     print(report["table"])
     return 0 if report["ok"] else 1
 
 
-def run(jobs: int, database: str, with_faults: bool, stuck_after: float) -> dict[str, object]:
+def run(
+    jobs: int, database: str, with_faults: bool, stuck_after: float, logs: Path | None = None
+) -> dict[str, object]:
     from benchmarks.overhead import free_port
 
     work = Path(tempfile.mkdtemp(prefix="circus-soak-"))
@@ -296,6 +299,10 @@ def run(jobs: int, database: str, with_faults: bool, stuck_after: float) -> dict
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
         soak.circus("down")
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            for log in [*work.glob("worker-*.log"), *(work / "home" / "run").glob("*.log")]:
+                shutil.copy(log, logs / log.name)
         if soak.results_tmpfs:
             subprocess.run(["umount", str(results)])
         shutil.rmtree(work, ignore_errors=True)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         default=False,
         description="Run command and Python plug-ins where this machine cannot sandbox them.",
     )
+    max_output_bytes: int = Field(
+        default=2 << 30, ge=1, description="Most bytes a plug-in's output folder may store."
+    )
     sandbox_uid: int = Field(
         default=65534, ge=1, description="User id plug-ins run as where the worker is root."
     )

@@ -5,6 +5,7 @@ nothing was written outside CIRCUS_HOME and that the tables are unchanged and st
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from circus_tasks.api import (
     SeriesInput,
     abort_job,
     cancel_job,
+    get_job_results,
     invalidate_job,
     list_jobs,
     submit_job,
@@ -45,6 +47,7 @@ from circus_tasks.errors import (
 )
 from circus_tasks.plugins.manifest import load_manifest
 from circus_tasks.plugins.results import check_output_tree, load_results
+from circus_tasks.settings import get_settings
 from circus_tasks.store.importer import import_dicom
 from circus_tasks.store.ranges import ImageRange
 from circus_tasks.testing.synthetic import write_series
@@ -148,6 +151,26 @@ def _symlink_out(w: World) -> None:
     check_output_tree(out)
 
 
+def _fifo_out(w: World) -> None:
+    out = w.scratch / "fifo-out"
+    out.mkdir()
+    os.mkfifo(out / "pipe")
+    check_output_tree(out)
+
+
+def _huge_out(w: World) -> None:
+    out = w.scratch / "huge-out"
+    out.mkdir()
+    with (out / "huge.bin").open("wb") as sparse:  # sparse: costs no disk
+        sparse.truncate(get_settings().max_output_bytes + 1)
+    check_output_tree(out)
+
+
+def _manifest(w: World, name: str, **fields: object) -> object:
+    manifest = {"pluginName": "x", "version": "1.0.0", "runner": {"command": ["true"]}, **fields}
+    return load_manifest(w.folder(name, {"plugin.json": json.dumps(manifest)}))
+
+
 CASES: list[tuple[str, Callable[[World], object], type[Exception], str]] = [
     # import
     ("not DICOM", lambda w: w.imported(w.folder("txt", {"a.dcm": "hello"})), DicomImportError, "not a DICOM file"),
@@ -200,6 +223,14 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str]] = [
     ("manifest no runner", lambda w: load_manifest(w.folder("m2", {"plugin.json": json.dumps({"pluginName": "x", "version": "1.0.0"})})), PluginError, "runner"),
     ("manifest bad version", lambda w: load_manifest(w.folder("m3", {"plugin.json": json.dumps({"pluginName": "x", "version": "1.0", "runner": {"command": ["true"]}})})), PluginError, "version"),
     # results
+    ("manifest name a path", lambda w: _manifest(w, "m4", pluginName="../../escaped"), PluginError, "pluginName"),
+    ("manifest name absolute", lambda w: _manifest(w, "m5", pluginName="/tmp/escaped"), PluginError, "pluginName"),
+    ("manifest version a path", lambda w: _manifest(w, "m6", version="1.0.0/../../x"), PluginError, "version"),
+    ("runner module a path", lambda w: _manifest(w, "m7", runner={"python": "../../evil:run"}), PluginError, "python"),
+    ("output with a fifo", _fifo_out, ResultsError, r"pipe \(not a regular file\)"),
+    ("output too big", _huge_out, ResultsError, "more than the .*CIRCUS_MAX_OUTPUT_BYTES"),
+    ("results of a path", lambda w: get_job_results("../../../etc"), JobNotFoundError, "No job"),
+    ("log of a path", lambda w: w.cli("log", "../../../etc/passwd"), CliFailed, "No job"),
     ("results not JSON", lambda w: load_results(w.folder("r1", {"results.json": "{"})), ResultsError, "JSON"),
     ("results NaN", lambda w: load_results(w.folder("r2", {"results.json": '{"results": {"x": NaN}}'})), ResultsError, "NaN|finite"),
     ("results without results", lambda w: load_results(w.folder("r3", {"results.json": "{}"})), ResultsError, "results"),

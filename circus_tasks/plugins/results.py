@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from circus_tasks.errors import ResultsError
+from circus_tasks.settings import get_settings
 
 RESULTS_FILE_NAME = "results.json"
 
@@ -189,9 +190,10 @@ def check_output_tree(out_dir: Path) -> None:
     """Refuse an output folder holding anything that points outside it.
 
     Raises:
-        ResultsError: naming each symbolic link or special file found.
+        ResultsError: naming each symbolic link or special file found, or when the files
+            add up to more than ``CIRCUS_MAX_OUTPUT_BYTES``.
     """
-    bad = []
+    bad, total = [], 0
     for root, dirs, files in os.walk(out_dir):
         for name in dirs + files:
             path = Path(root) / name
@@ -199,6 +201,14 @@ def check_output_tree(out_dir: Path) -> None:
                 bad.append(f"{path.relative_to(out_dir)} (symbolic link to {os.readlink(path)})")
             elif not (path.is_dir() or path.is_file()):
                 bad.append(f"{path.relative_to(out_dir)} (not a regular file)")
+            else:
+                total += path.lstat().st_size
+    limit = get_settings().max_output_bytes
+    if total > limit:
+        raise ResultsError(
+            f"The plug-in's output holds {total:,} bytes, more than the {limit:,} a job may "
+            "store (CIRCUS_MAX_OUTPUT_BYTES). Nothing was stored."
+        )
     if bad:
         raise ResultsError(
             "The plug-in's output holds entries that are not plain files: "

@@ -13,11 +13,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from circus_tasks.orchestration.client import prefect_client
 from circus_tasks.plugins.sandbox import with_pdeathsig
 from circus_tasks.settings import PROJECT_DIR, get_settings
 from circus_tasks.worker.stack import child_env, prefect_exe, signal_group
 
 log = logging.getLogger(__name__)
+
+PREFECT_WORKER = "Prefect worker"
 
 
 def run_worker(machine: str, poll_seconds: float) -> int:
@@ -34,12 +37,13 @@ def run_worker(machine: str, poll_seconds: float) -> int:
         CIRCUS_MACHINE=machine,
         PREFECT_WORKER_QUERY_SECONDS=str(poll_seconds),
         PREFECT_WORKER_PREFETCH_SECONDS="0",
+        PREFECT_WORKER_HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
         CIRCUS_WARM_SOCKET=str(warm_socket),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     commands = {
         "warm zygote": [sys.executable, "-m", "circus_tasks.worker.warm", str(warm_socket)],
-        "Prefect worker": [
+        PREFECT_WORKER: [
             prefect_exe(),
             *("worker", "start", "--pool", settings.work_pool, "--type", "process"),
             *("--name", f"circus-{machine}", "--limit", "1"),
@@ -66,7 +70,7 @@ def run_worker(machine: str, poll_seconds: float) -> int:
     signal.signal(signal.SIGINT, on_signal)
     reconciler = threading.Thread(target=reconcile_forever, args=(stop,), daemon=True)
     reconciler.start()
-    _supervise(children, start, stop)
+    _supervise(children, start, stop, f"circus-{machine}")
     for child in children.values():
         signal_group(child.pid, signal.SIGTERM)
     for child in children.values():
@@ -79,17 +83,36 @@ def run_worker(machine: str, poll_seconds: float) -> int:
     return 0
 
 
+HEARTBEAT_SECONDS = 10
+"""How often our Prefect workers beat (``PREFECT_WORKER_HEARTBEAT_SECONDS``; Prefect's is 30)."""
+
+SILENT_WORKER_SECONDS = 60.0
+"""A Prefect worker whose last heartbeat the server holds is older than this, while the server
+answers, is stuck (one was seen waiting for ever on its first sync after the SQLite server
+failed to write its heartbeat): it is started again."""
+
+
 def _supervise(
     children: dict[str, subprocess.Popen[bytes]],
     start: Callable[[str], subprocess.Popen[bytes]],
     stop: threading.Event,
+    worker_name: str,
 ) -> None:
     """Until ``stop``: start again a child that exited (the Prefect worker gives up after about
-    a minute without its server; a zygote may be killed), waiting longer while it keeps
-    exiting at once, so that the machine reconnects without anyone restarting it."""
+    a minute without its server; a zygote may be killed) or a Prefect worker that went silent,
+    waiting longer while one keeps exiting at once, so that the machine goes on without anyone
+    restarting it."""
     started = dict.fromkeys(children, time.monotonic())
     pause = dict.fromkeys(children, 1.0)
+    checked = time.monotonic()
     while not stop.wait(0.5):
+        if time.monotonic() - checked > HEARTBEAT_SECONDS:
+            checked = time.monotonic()
+            since = time.monotonic() - started[PREFECT_WORKER]
+            if since > SILENT_WORKER_SECONDS and _silent(worker_name):
+                log.warning("%s went silent; started again", PREFECT_WORKER)
+                signal_group(children[PREFECT_WORKER].pid, signal.SIGKILL)
+                children[PREFECT_WORKER].wait()
         for name, child in children.items():
             if child.poll() is None:
                 continue
@@ -101,3 +124,20 @@ def _supervise(
             if stop.wait(pause[name]):
                 return
             children[name], started[name] = start(name), time.monotonic()
+
+
+def _silent(worker_name: str) -> bool:
+    """Whether the server answers and holds no heartbeat of ``worker_name`` from the last
+    :data:`SILENT_WORKER_SECONDS` (a server that does not answer proves nothing)."""
+    from datetime import UTC, datetime
+
+    try:
+        with prefect_client() as client:
+            workers = client.read_workers_for_work_pool(get_settings().work_pool)
+    except Exception:  # noqa: BLE001 - no answer: the worker is not to blame
+        return False
+    beats = [w.last_heartbeat_time for w in workers if w.name == worker_name]
+    last = max((b for b in beats if b is not None), default=None)
+    if last is None:
+        return True
+    return (datetime.now(UTC) - last).total_seconds() > SILENT_WORKER_SECONDS

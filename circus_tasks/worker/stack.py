@@ -127,6 +127,16 @@ def server_healthy(url: str | None = None) -> bool:
         return False
 
 
+QUIET_SERVER = {
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
+}
+"""Server services that only rewrite queued runs (Scheduled -> "Late", which we never read: our
+statuses go by state type) or expire pauses (our flows never pause) are off: on the embedded
+SQLite server every such write competes with the workers' for the one write lock."""
+
+
 def start_server(timeout: float = 120.0) -> str:
     """Start the embedded Prefect server (SQLite in CIRCUS_HOME) unless one answers."""
     if server_healthy():
@@ -140,7 +150,7 @@ def start_server(timeout: float = 120.0) -> str:
     start_background(
         SERVER,
         [prefect_exe(), "server", "start", "--host", "127.0.0.1", "--port", port],
-        child_env(),
+        {**QUIET_SERVER, **child_env()},  # a setting of the site's own wins
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
