@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         default=False,
         description="Run command and Python plug-ins where this machine cannot sandbox them.",
     )
+    dispatch_window: int = Field(
+        default=20,
+        ge=1,
+        description="Most queued jobs of a priority or higher with a Prefect flow run at once.",
+    )
     max_output_bytes: int = Field(
         default=2 << 30, ge=1, description="Most bytes a plug-in's output folder may store."
     )

@@ -9,18 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, update
-from sqlmodel import col
+from sqlalchemy import case, func, update
+from sqlmodel import col, select
 
 from circus_tasks.db.engine import CHUNK, session_scope
 from circus_tasks.db.models import Job
 from circus_tasks.errors import PrefectUnavailableError
-from circus_tasks.jobs import transitions
-from circus_tasks.jobs.queries import jobs_with_series, start_failures
+from circus_tasks.jobs.queries import jobs_with_series
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
 from circus_tasks.orchestration.queues import ensure_priority_queues
 from circus_tasks.settings import get_settings
@@ -39,7 +38,7 @@ taken by another writer, e.g. its event persister) are asked for again, after a 
 
 
 @dataclass(frozen=True)
-class _RunRequest:
+class RunRequest:
     """What a job's flow run is created from."""
 
     job_id: str
@@ -49,13 +48,13 @@ class _RunRequest:
     """The idempotency key: the job id for its first run, then one per restart."""
 
 
-def _run_requests(
+def run_requests(
     job_ids: Sequence[str], *, again: bool = False
-) -> tuple[list[_RunRequest], dict[str, str]]:
+) -> tuple[list[RunRequest], dict[str, str]]:
     """The ``in_queue`` jobs among ``job_ids`` that have no flow run yet (``again``: or have
     one), and the flow run ids of those that have one (read in a few queries, not one per
     job)."""
-    requests: list[_RunRequest] = []
+    requests: list[RunRequest] = []
     existing: dict[str, str] = {}
     with session_scope() as session:
         for job, series in jobs_with_series(job_ids, session=session):
@@ -65,7 +64,7 @@ def _run_requests(
                 tags = [f"plugin:{job.plugin_id}", *(f"series:{s.series_uid}" for s in series)]
                 if job.user:
                     tags.append(f"user:{job.user}")
-                requests.append(_RunRequest(job.id, job.priority, tags))
+                requests.append(RunRequest(job.id, job.priority, tags))
     requests.sort(key=lambda r: r.job_id)
     return requests, existing
 
@@ -83,7 +82,7 @@ def _busy(error: str) -> bool:
     return "database is locked" in error or "could not serialize" in error
 
 
-def _run_body(request: _RunRequest, queue: str | None, scheduled_time: datetime) -> dict[str, Any]:
+def _run_body(request: RunRequest, queue: str | None, scheduled_time: datetime) -> dict[str, Any]:
     """One flow run of the bulk endpoint's request body (``queue`` None: the deployment's)."""
     body: dict[str, Any] = {
         "name": request.job_id,
@@ -105,8 +104,8 @@ def _other(queue: str, own: str | None) -> str | None:
     return None if queue == own else queue
 
 
-def _create_runs(
-    requests: Sequence[_RunRequest],
+def create_runs(
+    requests: Sequence[RunRequest],
 ) -> tuple[dict[str, str], list[BaseException]]:
     """Create the flow runs, :data:`BULK` to a request, one request at a time.
 
@@ -207,16 +206,17 @@ def dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
         PrefectUnavailableError: when Prefect does not answer; the runs created before that
             are recorded, the other jobs stay registered for the reconciler.
     """
-    requests, existing = _run_requests(job_ids)
+    requests, existing = run_requests(job_ids)
+    requests = _within_window(requests)
     if not requests:
         return existing
     try:
-        created, errors = _create_runs(requests)
+        created, errors = create_runs(requests)
     except unreachable_errors() as exc:
         raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
     _store_run_ids(created)
     for error in errors:
-        if not _unanswered(error):
+        if not unanswered(error):
             raise error
     if errors:
         left = len(requests) - len(created)
@@ -226,7 +226,30 @@ def dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
     return {**existing, **created}
 
 
-def _unanswered(error: BaseException) -> bool:
+def _within_window(requests: list[RunRequest]) -> list[RunRequest]:
+    """The requests whose runs fit the dispatch window: a job gets its flow run while fewer
+    than ``CIRCUS_DISPATCH_WINDOW`` queued jobs of its priority or higher have one; the others
+    stay registered (``in_queue``, no run yet) and the reconciler gives them runs as room
+    frees, highest priority first. Every worker's poll reads the queued runs, so a short queue
+    in Prefect keeps its server's cost per run flat however many jobs wait in ours."""
+    if not requests:
+        return requests
+    window = get_settings().dispatch_window
+    with session_scope() as session:
+        queued = session.exec(
+            select(Job.priority, func.count())
+            .where(Job.status == JobStatus.IN_QUEUE, col(Job.flow_run_id).is_not(None))
+            .group_by(col(Job.priority))
+        ).all()
+    taken: list[RunRequest] = []
+    for request in sorted(requests, key=lambda r: (-r.priority, r.job_id)):
+        ahead = sum(n for priority, n in queued if priority >= request.priority) + len(taken)
+        if ahead < window:
+            taken.append(request)
+    return sorted(taken, key=lambda r: r.job_id)
+
+
+def unanswered(error: BaseException) -> bool:
     """Whether a flow run creation failed because Prefect could not take it now: no server,
     or a server error left after the client's retries (e.g. its database stayed locked)."""
     from prefect.exceptions import PrefectHTTPStatusError
@@ -245,47 +268,3 @@ def try_dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
             "%d job(s) registered; dispatch deferred to the reconciler: %s", len(job_ids), exc
         )
         return {}
-
-
-def restart_job(job_id: str, reason: str) -> str | None:
-    """Give a queued job whose flow run died before the job started (a busy or restarting
-    server, a worker or flow process killed on the way) a new flow run, and record why.
-
-    Returns:
-        The new flow run's id, or ``None`` when the job no longer waits on its old run.
-
-    Raises:
-        PrefectUnavailableError: when Prefect does not answer (the reconciler tries again).
-    """
-    requests, existing = _run_requests([job_id], again=True)
-    if not requests or job_id not in existing:
-        return None
-    with session_scope() as session:
-        attempt = start_failures(job_id, session=session) + 2
-    request = replace(requests[0], key=f"{job_id}#{attempt}")
-    try:
-        created, errors = _create_runs([request])
-    except unreachable_errors() as exc:
-        raise PrefectUnavailableError(f"Prefect does not answer: {exc}") from exc
-    if errors:
-        if _unanswered(errors[0]):
-            raise PrefectUnavailableError(f"Prefect does not answer: {errors[0]}") from errors[0]
-        raise errors[0]
-    with session_scope() as session:
-        won = transitions.replace_run(
-            job_id, existing[job_id], created[job_id], reason, session=session
-        )
-    if not won:  # cancelled or started meanwhile: the new run is not needed
-        _cancel_spare_run(created[job_id])
-        return None
-    return created[job_id]
-
-
-def _cancel_spare_run(flow_run_id: str) -> None:
-    from prefect.states import Cancelled
-
-    try:
-        with prefect_client() as client:
-            client.set_flow_run_state(flow_run_id, Cancelled(message="not needed"), force=True)
-    except unreachable_errors() as exc:
-        log.warning("flow run %s not needed, but not cancelled: %s", flow_run_id, exc)

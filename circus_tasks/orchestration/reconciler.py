@@ -34,9 +34,10 @@ from circus_tasks.orchestration.batches import (
     launch,
 )
 from circus_tasks.orchestration.client import prefect_client, unreachable_errors
-from circus_tasks.orchestration.dispatch import restart_job, try_dispatch_jobs
+from circus_tasks.orchestration.dispatch import try_dispatch_jobs
 from circus_tasks.orchestration.events import relay_events
 from circus_tasks.orchestration.mirror import try_mirror_state
+from circus_tasks.orchestration.restart import restart_job
 from circus_tasks.orchestration.run import PREFECT_USER, fail_job
 from circus_tasks.settings import get_settings
 from circus_tasks.statuses import (

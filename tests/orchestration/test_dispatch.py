@@ -202,3 +202,40 @@ def test_a_run_that_dies_before_its_job_starts_is_replaced_not_failed(
         failed.error_message
     )
     assert failed.flow_run_id == runs[-1]
+
+
+def test_only_a_window_of_jobs_has_flow_runs_and_the_reconciler_tops_it_up(
+    stack: Stack,  # noqa: F811
+    series_uid: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With 3 to a window (priorities 7 and 8: above every other job of this module), a job
+    gets its run while fewer than 3 queued jobs of its priority or higher have one; a higher
+    priority is never held behind lower ones; freed room is filled oldest first."""
+    from circus_tasks.api import cancel_job, get_job
+    from circus_tasks.db.engine import reset_caches
+    from circus_tasks.orchestration import reconciler
+
+    monkeypatch.setenv("CIRCUS_DISPATCH_WINDOW", "3")
+    reset_caches()
+    first = submit_jobs([JobRequest(RECORD, [series_uid], priority=7, force=True)] * 5)
+    jobs = [j for j in first if isinstance(j, JobRead)]
+    assert [bool(j.flow_run_id) for j in jobs] == [True, True, True, False, False]
+    assert all(j.status == JobStatus.IN_QUEUE for j in jobs)
+    (urgent,) = submit_jobs([JobRequest(RECORD, [series_uid], priority=8, force=True)])
+    assert isinstance(urgent, JobRead) and urgent.flow_run_id  # not held behind priority 7
+    (late,) = submit_jobs([JobRequest(RECORD, [series_uid], priority=7, force=True)])
+    assert isinstance(late, JobRead) and late.flow_run_id is None
+
+    for job in jobs[:2]:
+        cancel_job(job.id)  # two runs leave; the urgent job's counts: room for one
+    monkeypatch.setattr(reconciler, "DISPATCH_GRACE_SECONDS", 0.0)
+    actions = [a for a in reconciler.reconcile_once() if "dispatched" in a]
+    assert actions == [f"{jobs[3].id}: dispatched"]
+    cancel_job(urgent.id)
+    actions = [a for a in reconciler.reconcile_once() if "dispatched" in a]
+    assert actions == [f"{jobs[4].id}: dispatched"]  # the oldest first
+    held = get_job(late.id)
+    assert held is not None and held.flow_run_id is None and held.status == JobStatus.IN_QUEUE
+    for job in [*jobs[2:], late]:
+        cancel_job(job.id)

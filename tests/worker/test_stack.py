@@ -124,6 +124,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CIRCUS_STALE_AFTER_SECONDS": "20",
         "CIRCUS_RECONCILE_SECONDS": "3",
         "CIRCUS_BATCH_POLL_SECONDS": "0.5",
+        # these tests leave runs queued on purpose (no worker runs in some): a wide window
+        "CIRCUS_DISPATCH_WINDOW": "500",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
     }
     saved = dict(os.environ)
