@@ -445,6 +445,7 @@ def _report(
         and locked_workers == 0
         and runs_after == len(after_ids)
         and to_final <= 120
+        and gaps[0] <= 10
     )
     lines.append("soak: " + ("all goals met" if ok else "GOALS NOT MET"))
     return {"table": "\n".join(lines), "ok": ok, "status": by_status}

@@ -83,10 +83,11 @@ def run_worker(machine: str, poll_seconds: float) -> int:
     return 0
 
 
-HEARTBEAT_SECONDS = 10
-"""How often our Prefect workers beat (``PREFECT_WORKER_HEARTBEAT_SECONDS``; Prefect's is 30)."""
+HEARTBEAT_SECONDS = 30
+"""How often our Prefect workers beat (``PREFECT_WORKER_HEARTBEAT_SECONDS``, Prefect's default:
+each beat is a write, and on the SQLite server a failed one closes the worker's channel)."""
 
-SILENT_WORKER_SECONDS = 60.0
+SILENT_WORKER_SECONDS = 100.0
 """A Prefect worker whose last heartbeat the server holds is older than this, while the server
 answers, is stuck (one was seen waiting for ever on its first sync after the SQLite server
 failed to write its heartbeat): it is started again."""
@@ -106,7 +107,7 @@ def _supervise(
     pause = dict.fromkeys(children, 1.0)
     checked = time.monotonic()
     while not stop.wait(0.5):
-        if time.monotonic() - checked > HEARTBEAT_SECONDS:
+        if time.monotonic() - checked > 10:
             checked = time.monotonic()
             since = time.monotonic() - started[PREFECT_WORKER]
             if since > SILENT_WORKER_SECONDS and _silent(worker_name):

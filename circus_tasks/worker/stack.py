@@ -130,7 +130,6 @@ def server_healthy(url: str | None = None) -> bool:
 QUIET_SERVER = {
     "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
-    "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
 }
 """Server services that only rewrite queued runs (Scheduled -> "Late", which we never read: our
 statuses go by state type) or expire pauses (our flows never pause) are off: on the embedded
