@@ -2,7 +2,9 @@
 
 Run: ``.venv/bin/python benchmarks/soak.py [--jobs 1000] [--database postgres|sqlite]
 [--no-faults]`` (after ``make test`` built .venv; as root for the full set of faults). Not part
-of ``make test``; ``tests/worker/test_soak.py`` runs a short one.
+of ``make test``. Run it from a clean clone when you go on editing the work tree meanwhile (its
+workers import the code as it is on disk): ``PYTHONPATH=CLONE .venv/bin/python
+CLONE/benchmarks/soak.py``.
 
 In a fresh CIRCUS_HOME it starts the stack (``circus up``, with ``--postgres``: the home's own
 PostgreSQL cluster for both Prefect's data and our tables) and two ``circus worker``s under
@@ -61,7 +63,6 @@ REASONS = {
     "kill plug-in": r"exited with code (-9|137)",
     "kill flow process": r"no heartbeat|without finishing|Crashed",
     "kill worker group": r"no heartbeat|without finishing|Crashed",
-    "kill zygote": r"no heartbeat|without finishing|Crashed",
     "restart PostgreSQL": r"terminating connection|server closed|connection|OperationalError",
     "results store full": r"No space left on device",
 }
@@ -82,7 +83,7 @@ class Soak:
     database: str
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
-    samples: list[set[str]] = field(default_factory=list)
+    samples: list[list[str]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     results_tmpfs: bool = False
 
@@ -123,7 +124,13 @@ class Soak:
         return f"pid {pid}"
 
     def kill_zygote(self) -> str:
-        pid = wait_for(lambda: next(iter(processes("circus_tasks.worker.warm", "")), None), 30)
+        def zygote() -> int | None:  # not one of its children (flow runs): its parent is
+            for pid in processes("circus_tasks.worker.warm", ""):  # circus worker
+                if "circus worker" in cmdline(parent(pid)):
+                    return pid
+            return None
+
+        pid = wait_for(zygote, 30)
         os.kill(pid, signal.SIGKILL)
         return f"pid {pid}"
 
@@ -193,11 +200,11 @@ class Soak:
     def sample(self) -> None:
         """Which jobs' plug-ins run, twice a second (their output folder names the job)."""
         while not self.stop.wait(0.5):
-            running = set()
+            running = []
             for pid in processes(MARKER, "sh"):
                 match = re.search(r"/jobs/([0-9a-z]+)/out", cmdline(pid))
                 if match:
-                    running.add(match.group(1))
+                    running.append(match.group(1))
             if len(running) > 1:
                 self.samples.append(running)
 
@@ -387,19 +394,22 @@ def _report(
     finished = [j for j in known if j.status == JobStatus.FINISHED]
     failed = [j for j in known if j.status == JobStatus.FAILED]
     stuck = [j for j in known if j.status in (JobStatus.IN_QUEUE, JobStatus.PROCESSING)]
+    cancelled = [j for j in known if j.status == JobStatus.CANCELLED]  # no one cancelled any
     lost = refused + (len(ids) - len(known))
     lost += sum(1 for j in finished if not (results_folder(j.id) / "results.json").is_file())
 
     rows, unexplained, to_final = [], 0, 0.0
     for job in failed:
-        start = stamp(job.started_at) or 0.0
+        # a job that never started (failed while queued) was hit by no fault while it ran
+        start = stamp(job.started_at) or float("inf")
         end = stamp(job.finished_at) or time.time()
         hit = [
             f
             for f in soak.faults
-            if f.started <= end
+            if f.name in REASONS
+            and f.started <= end
             and f.ended >= start - 5
-            and re.search(REASONS.get(f.name, "^$"), job.error_message or "")
+            and re.search(REASONS[f.name], job.error_message or "")
         ]
         fault = hit[0].name if hit else "NONE"
         unexplained += not hit
@@ -423,6 +433,7 @@ def _report(
         f"{'finished':44} {len(finished):>10}",
         f"{'failed':44} {len(failed):>10}  only jobs a fault hit",
         f"{'failed with no fault to explain them':44} {unexplained:>10}  0",
+        f"{'cancelled (no one asked)':44} {len(cancelled):>10}  0",
         f"{'stuck (in_queue or processing at the end)':44} {len(stuck):>10}  0",
         f"{'lost (refused, missing, or no results)':44} {lost:>10}  0",
         f"{'overlaps on a machine':44} {overlaps:>10}  0",
@@ -439,6 +450,7 @@ def _report(
     ]
     ok = (
         unexplained == 0
+        and not cancelled
         and not stuck
         and lost == 0
         and overlaps == 0
@@ -452,7 +464,7 @@ def _report(
 
 
 def _overlaps(soak: Soak, known: list) -> int:  # type: ignore[type-arg]
-    """Samples that saw two plug-ins of one machine at once."""
+    """Samples that saw two plug-ins of one machine at once, or one job's plug-in twice."""
     machine = {j.id: j.machine for j in known}
     count = 0
     for running in soak.samples:

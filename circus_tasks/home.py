@@ -28,11 +28,18 @@ LOCAL_POSTGRES = "postgres"
 def local_postgres_urls(home: Path) -> dict[str, str] | None:
     """The URLs of the home's own PostgreSQL cluster (``circus``: our tables, ``prefect``:
     the Prefect server's), once ``circus up --postgres`` has made it; else ``None``."""
-    try:
-        urls = json.loads((home / LOCAL_POSTGRES / "urls.json").read_text())
-    except (OSError, ValueError):
+    path = home / LOCAL_POSTGRES / "urls.json"
+    if not path.exists():
         return None
-    return {key: str(urls[key]) for key in ("circus", "prefect", "port", "password")}
+    try:
+        urls = json.loads(path.read_text())
+        return {key: str(urls[key]) for key in ("circus", "prefect", "port", "password")}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # never fall back to SQLite silently: the jobs are in that cluster
+        raise RuntimeError(
+            f"{path} names this home's PostgreSQL but cannot be read ({exc!r}); run circus as "
+            "the home's owner, or set CIRCUS_DATABASE_URL."
+        ) from exc
 
 
 def default_database_url(home: Path) -> str:

@@ -105,7 +105,7 @@ def _other(queue: str, own: str | None) -> str | None:
 
 
 def create_runs(
-    requests: Sequence[RunRequest],
+    requests: Sequence[RunRequest], delay: float = 0.0
 ) -> tuple[dict[str, str], list[BaseException]]:
     """Create the flow runs, :data:`BULK` to a request, one request at a time.
 
@@ -122,7 +122,7 @@ def create_runs(
     with prefect_client() as client:
         deployment = client.read_deployment_by_name(get_settings().deployment)
         queues = ensure_priority_queues(client, {r.priority for r in requests})
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) + timedelta(seconds=delay)
         # a run for the deployment's own queue names none: the server then skips a lookup
         own = deployment.work_queue_name
         bodies = [
@@ -206,8 +206,10 @@ def dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
         PrefectUnavailableError: when Prefect does not answer; the runs created before that
             are recorded, the other jobs stay registered for the reconciler.
     """
-    requests, existing = run_requests(job_ids)
-    requests = _within_window(requests)
+    chosen = _within_window(job_ids)
+    asked = set(job_ids)
+    existing = _runs_of(job_ids)
+    requests, _ = run_requests(chosen)
     if not requests:
         return existing
     try:
@@ -223,30 +225,55 @@ def dispatch_jobs(job_ids: Sequence[str]) -> dict[str, str]:
         raise PrefectUnavailableError(
             f"Prefect does not answer: {errors[0]} ({left} job(s) left to the reconciler)"
         ) from errors[0]
-    return {**existing, **created}
+    return {**existing, **{j: r for j, r in created.items() if j in asked}}
 
 
-def _within_window(requests: list[RunRequest]) -> list[RunRequest]:
-    """The requests whose runs fit the dispatch window: a job gets its flow run while fewer
-    than ``CIRCUS_DISPATCH_WINDOW`` queued jobs of its priority or higher have one; the others
-    stay registered (``in_queue``, no run yet) and the reconciler gives them runs as room
-    frees, highest priority first. Every worker's poll reads the queued runs, so a short queue
-    in Prefect keeps its server's cost per run flat however many jobs wait in ours."""
-    if not requests:
-        return requests
+def _runs_of(job_ids: Sequence[str]) -> dict[str, str]:
+    """The flow run id of each of ``job_ids`` that has one."""
+    runs: dict[str, str] = {}
+    with session_scope() as session:
+        for start in range(0, len(job_ids), CHUNK):
+            chunk = list(job_ids[start : start + CHUNK])
+            query = select(Job.id, Job.flow_run_id).where(
+                col(Job.id).in_(chunk), col(Job.flow_run_id).is_not(None)
+            )
+            runs.update({job_id: run for job_id, run in session.exec(query).all() if run})
+    return runs
+
+
+def _within_window(job_ids: Sequence[str]) -> list[str]:
+    """The jobs that get a flow run now: of ``job_ids`` and of the jobs waiting for one (never
+    a batch's: its feeder asks for those), highest priority first, then oldest first, while
+    fewer than ``CIRCUS_DISPATCH_WINDOW`` queued jobs of that priority or higher have a run. The
+    others stay registered (``in_queue``, no run yet) until room frees. Every worker's poll
+    reads the queued runs, so a short queue in Prefect keeps its server's cost per run flat
+    however many jobs wait in ours."""
     window = get_settings().dispatch_window
+    waiting = (col(Job.status) == JobStatus.IN_QUEUE) & col(Job.flow_run_id).is_(None)
     with session_scope() as session:
         queued = session.exec(
             select(Job.priority, func.count())
             .where(Job.status == JobStatus.IN_QUEUE, col(Job.flow_run_id).is_not(None))
             .group_by(col(Job.priority))
         ).all()
-    taken: list[RunRequest] = []
-    for request in sorted(requests, key=lambda r: (-r.priority, r.job_id)):
-        ahead = sum(n for priority, n in queued if priority >= request.priority) + len(taken)
+        candidates = dict(
+            session.exec(
+                select(Job.id, Job.priority)
+                .where(waiting, col(Job.batch_id).is_(None))
+                .order_by(col(Job.priority).desc(), col(Job.id))
+                .limit(window)
+            ).all()
+        )
+        for start in range(0, len(job_ids), CHUNK):
+            chunk = list(job_ids[start : start + CHUNK])
+            asked = select(Job.id, Job.priority).where(waiting, col(Job.id).in_(chunk))
+            candidates.update(session.exec(asked).all())
+    taken: list[str] = []
+    for job_id, priority in sorted(candidates.items(), key=lambda c: (-c[1], c[0])):
+        ahead = sum(n for p, n in queued if p >= priority) + len(taken)
         if ahead < window:
-            taken.append(request)
-    return sorted(taken, key=lambda r: r.job_id)
+            taken.append(job_id)
+    return taken
 
 
 def unanswered(error: BaseException) -> bool:

@@ -54,9 +54,10 @@ log = logging.getLogger(__name__)
 DISPATCH_GRACE_SECONDS = 5.0
 """An undispatched job younger than this is left to its submitter."""
 
-PENDING_STALE_SECONDS = 120.0
+PENDING_STALE_SECONDS = 300.0
 """A queued job's run Pending this long was taken by a worker or process that stopped (a start
-takes seconds): it is crashed and the job given a new run."""
+takes seconds, and a process waits out at most about four minutes of a busy server): it is
+crashed and the job given a new run."""
 
 START_ATTEMPTS = 5
 """Flow runs a job may lose before it starts (a busy or restarting server, a killed worker) and
@@ -120,7 +121,8 @@ def reconcile_once() -> list[str]:
                 actions.append(f"{job.id}: failed (no heartbeat)")
                 _crash_run(job.flow_run_id, message)
 
-    # a batch's jobs wait for its flow run to feed them; a batch without one gets it again
+    # jobs waiting for a flow run get theirs as the dispatch window has room (a batch's jobs
+    # wait for its flow run to feed them; a batch without one gets it again)
     undispatched = [
         job.id
         for job in queued
@@ -133,7 +135,7 @@ def reconcile_once() -> list[str]:
                 job_id, JobStatus.CANCELLED, reason, by="reconciler", session=session
             ):
                 actions.append(f"{job_id}: cancelled ({reason})")
-    if undispatched:
+    if undispatched:  # the window picks among them, highest priority and oldest first
         actions += [f"{job_id}: dispatched" for job_id in try_dispatch_jobs(undispatched)]
     actions += [f"batch {b}: flow run created" for b in unlaunched if launch(b)]
 
@@ -165,8 +167,8 @@ def reconcile_once() -> list[str]:
                     f"its flow run stayed Pending for {waited:.0f} s: the worker or process "
                     "that took it stopped before the job started"
                 )
-                _crash_run(job.flow_run_id, message)
-                actions += _restart(job, message)
+                if _crash_run(job.flow_run_id, message, only_state=run.state.id):
+                    actions += _restart(job, message)
 
     for job in processing:
         run = runs.get(job.flow_run_id) if job.flow_run_id else None
@@ -221,7 +223,8 @@ def _restart(job: Job, why: str) -> list[str]:
         message = f"Prefect could not start the job's flow run ({runs} tries); the last: {why}"
         return _end_queued(job, JobStatus.FAILED, message)
     try:
-        new_run = restart_job(job.id, f"its flow run {job.flow_run_id} did not start: {why}")
+        reason = f"its flow run {job.flow_run_id} did not start: {why}"
+        new_run = restart_job(job.id, job.flow_run_id or "", reason)
     except PrefectUnavailableError as exc:
         log.warning("reconciler: job %s not restarted now: %s", job.id, exc)
         return []
@@ -242,18 +245,25 @@ def _end_queued(job: Job, to: JobStatus, reason: str) -> list[str]:
     return [f"{job.id}: {to} ({reason})"] if won else []
 
 
-def _crash_run(flow_run_id: str | None, message: str) -> None:
+def _crash_run(flow_run_id: str | None, message: str, only_state: object = None) -> bool:
+    """Mark a run Crashed unless it is over (with ``only_state``: only while it is still in
+    that state, so that a run that has just started is left alone). Whether it was marked."""
     if not flow_run_id:
-        return
+        return False
     from prefect.states import Crashed
 
     try:
         with prefect_client() as client:
             run = client.read_flow_run(flow_run_id)
-            if run.state is None or not run.state.is_final():
-                client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+            if run.state is None or run.state.is_final():
+                return False
+            if only_state is not None and run.state.id != only_state:
+                return False
+            client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+            return True
     except unreachable_errors() as exc:
         log.warning("reconciler: could not mark flow run %s crashed: %s", flow_run_id, exc)
+        return False
 
 
 def reconcile_forever(stop: threading.Event, period: float | None = None) -> None:

@@ -2,13 +2,14 @@
 
 Inside, the plug-in sees a root of its own: the system's programs and libraries read-only, this
 interpreter and its packages read-only, its plug-in folder read-only, its input read-only, and
-only its output and scratch folders writable; ``/tmp`` is empty and private, ``/proc`` belongs to
-a PID namespace of its own (``/proc/sys`` read-only), ``/sys`` is read-only and ``/dev`` holds
-only the few devices a program needs. It has no network, no capabilities, and no process
-outside the sandbox to see or signal; the store, the database and other jobs are not there at
-all. Where the worker runs as root, the plug-in runs as an unprivileged user
-(``CIRCUS_SANDBOX_UID``, ``nobody`` by default); elsewhere it runs as the worker's user in a user
-namespace. Where bubblewrap cannot build this, the machine has no sandbox (see ``launch``).
+only its output and scratch folders writable; ``/tmp`` and ``/dev/shm`` are small, empty and
+private, ``/proc`` belongs to a PID namespace of its own (``/proc/sys`` read-only), ``/sys`` is
+read-only and ``/dev`` holds only the few devices a program needs, read-only. It has no
+network, no capabilities, and no process outside the sandbox to see or signal; the store, the
+database and other jobs are not there at all. Where the worker runs as root, the plug-in runs
+as an unprivileged user (``CIRCUS_SANDBOX_UID``, ``nobody`` by default); elsewhere it runs as the
+worker's user in a user namespace. Where bubblewrap cannot build this, the machine has no
+sandbox (see ``launch``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from pathlib import Path
 
 from circus_tasks.errors import PluginError
 from circus_tasks.settings import get_settings
+
+SMALL_TMPFS = 256 << 20
+"""Size of the sandbox's private ``/tmp`` and ``/dev/shm`` (memory): big scratch files belong in
+``TMPDIR``, the job's scratch folder on disk."""
 
 _NAMESPACES = ("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts")
 _SYSTEM = ("/usr", "/etc")
@@ -51,7 +56,7 @@ class Isolation:
             who = f"uid {sandbox_uid()}" if os.geteuid() == 0 else "the worker's user"
             return (
                 f"sandbox (bubblewrap): runs as {who}, no network, no capabilities, own PID "
-                "namespace; only its output folder writable"
+                "namespace; only its output and scratch folders writable (and a private /tmp)"
             )
         return f"NO sandbox: {self.reason}"
 
@@ -140,7 +145,8 @@ def _bwrap_command(
             args += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
             args += ["--ro-bind", link, link]
-    args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
+    args += ["--perms", "1777", "--size", str(SMALL_TMPFS), "--tmpfs", "/tmp"]
     home = get_settings().home.resolve()
     binds: list[tuple[str, Path]]
     binds = [("--ro-bind", p) for p in _interpreter_paths() + [p.resolve() for p in readable]]
@@ -155,7 +161,9 @@ def _bwrap_command(
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         args += [option, str(path)] if option == "--tmpfs" else [option, str(path), str(path)]
-    args += ["--remount-ro", "/dev", "--chdir", str(workdir), "--"]
+    args += ["--remount-ro", "/dev"]  # then a private, writable /dev/shm (semaphores, shm)
+    args += ["--perms", "1777", "--size", str(SMALL_TMPFS), "--tmpfs", "/dev/shm"]
+    args += ["--chdir", str(workdir), "--"]
     if root:
         uid = str(sandbox_uid())
         args += ["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups"]

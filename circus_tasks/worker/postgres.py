@@ -18,6 +18,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 from circus_tasks.home import LOCAL_POSTGRES, local_postgres_urls
@@ -68,25 +69,33 @@ def _check_reachable(folder: Path) -> None:
             )
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only from the start (never world-readable)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def _initdb(root: Path, port: int) -> dict[str, str]:
+    """Make the cluster. ``root`` (with ``urls.json``) stays the home owner's; only ``data``
+    (the cluster, its socket and its log) belongs to the user PostgreSQL runs as."""
     data = root / "data"
     root.mkdir(parents=True, exist_ok=True)
     _check_reachable(root)
+    data.mkdir(mode=0o700, exist_ok=True)
     password = secrets.token_urlsafe(24)
-    pwfile = root / "initdb-password"
-    pwfile.write_text(password)
-    if os.geteuid() == 0:
-        for path in (root, pwfile):
-            shutil.chown(path, OWNER)
-    pwfile.chmod(0o600)
-    try:
+    with tempfile.TemporaryDirectory(dir=root) as scratch:
+        pwfile = Path(scratch) / "password"
+        _write_private(pwfile, password)
+        if os.geteuid() == 0:
+            for path in (data, Path(scratch), pwfile):
+                shutil.chown(path, OWNER, OWNER)
         init = _run(
             _as_owner(["initdb", "-D", str(data), "-U", "postgres", "-A", "scram-sha-256"])
             + ["--pwfile", str(pwfile)],
             "initdb",
         )
-    finally:
-        pwfile.unlink(missing_ok=True)
     if init.returncode != 0:
         raise PostgresError(f"initdb failed: {init.stderr.strip()[-500:]}")
     base = f"postgres:{password}@127.0.0.1:{port}"
@@ -96,9 +105,7 @@ def _initdb(root: Path, port: int) -> dict[str, str]:
         "port": str(port),
         "password": password,
     }
-    path = root / "urls.json"
-    path.write_text(json.dumps(urls, indent=1))
-    path.chmod(0o600)
+    _write_private(root / "urls.json", json.dumps(urls, indent=1))
     return urls
 
 
@@ -119,14 +126,14 @@ def ensure_cluster() -> dict[str, str]:
         urls = _initdb(root, get_settings().postgres_port)
     data = root / "data"
     if not running():
-        options = f"-p {urls['port']} -k {root} -c listen_addresses=127.0.0.1"
+        options = f"-p {urls['port']} -k {data} -c listen_addresses=127.0.0.1"
+        log = data / "server.log"
         start = _run(
-            _as_owner(["pg_ctl", "-D", str(data), "-o", options, "-w", "-l", str(root / "log")])
-            + ["start"],
+            _as_owner(["pg_ctl", "-D", str(data), "-o", options, "-w", "-l", str(log), "start"]),
             "pg_ctl",
         )
         if start.returncode != 0:
-            raise PostgresError(f"PostgreSQL did not start; see {root / 'log'}.")
+            raise PostgresError(f"PostgreSQL did not start; see {log}.")
     env = {**os.environ, "PGPASSWORD": urls["password"]}
     for name in DATABASES:
         made = _run(
@@ -141,7 +148,10 @@ def ensure_cluster() -> dict[str, str]:
 
 def stop_cluster() -> bool:
     """Stop the home's cluster if it runs."""
-    if not running():
+    try:
+        if not running():
+            return False
+    except PostgresError:  # no pg_ctl here: nothing of ours can be running
         return False
     data = cluster_root() / "data"
     _run(_as_owner(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]), "pg_ctl")

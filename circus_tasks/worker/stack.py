@@ -130,6 +130,9 @@ def server_healthy(url: str | None = None) -> bool:
 QUIET_SERVER = {
     "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    # the 503s a busy database causes (clients retry them) are logged, so an administrator
+    # sees them in run/server.log
+    "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
 }
 """Server services that only rewrite queued runs (Scheduled -> "Late", which we never read: our
 statuses go by state type) or expire pauses (our flows never pause) are off: on the embedded

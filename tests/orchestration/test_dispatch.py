@@ -172,6 +172,7 @@ def test_a_run_that_dies_before_its_job_starts_is_replaced_not_failed(
     from circus_tasks.api import get_job
     from circus_tasks.jobs import transitions
     from circus_tasks.orchestration import reconciler
+    from circus_tasks.orchestration.restart import restart_job
 
     (job,) = submit_jobs([JobRequest(RECORD, [series_uid], force=True)])
     assert isinstance(job, JobRead) and job.flow_run_id
@@ -185,6 +186,10 @@ def test_a_run_that_dies_before_its_job_starts_is_replaced_not_failed(
         assert now is not None and now.status == JobStatus.IN_QUEUE, (attempt, actions)
         assert now.flow_run_id and now.flow_run_id not in runs
         assert any(f"{job.id}: flow run {now.flow_run_id} created" in a for a in actions)
+        if attempt == 0:  # a second reconciler that saw the same failure changes nothing
+            assert restart_job(job.id, runs[-1], "seen twice") is None
+            assert stack.run_state_of(now.flow_run_id).type.value == "SCHEDULED"
+            assert get_job(job.id).flow_run_id == now.flow_run_id  # type: ignore[union-attr]
         runs.append(now.flow_run_id)
         # every other try: a worker took the run (Pending) and died
         state = Pending() if attempt % 2 else Crashed(message=crash)

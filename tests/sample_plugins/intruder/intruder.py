@@ -37,13 +37,20 @@ def _outside_processes():
     _refuse_unless(others, "no process outside is visible")
 
 
+def _semaphore():
+    import multiprocessing
+
+    multiprocessing.Lock()  # a POSIX semaphore in /dev/shm: plug-ins need it
+
+
 def run(in_dir, out_dir):
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     tries = {
         "write input": lambda: (in_dir / "0.raw").write_bytes(b"overwritten"),
         "new file in input": lambda: (in_dir / "new.txt").write_text("x"),
         "write beside output": lambda: (out_dir / ".." / "escaped.txt").write_text("x"),
-        "write /tmp": lambda: Path("/tmp/circus-intruder-was-here").write_text("x"),
+        "write /tmp": lambda: Path("/tmp/circus-intruder-was-here").write_text("x"),  # private
+        "semaphore in /dev/shm": _semaphore,
         "write plug-in folder": lambda: Path(__file__).with_name("dropped.txt").write_text("x"),
         "write /proc/sys": lambda: Path("/proc/sys/kernel/domainname").write_text("x"),
         "write /sys": lambda: Path("/sys/kernel/uevent_helper").write_text("x"),
