@@ -418,6 +418,8 @@ def run_submission(backend: str, root: Path, args: argparse.Namespace) -> dict[s
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # every job its flow run at once: this measures creating them, not the window
+        "CIRCUS_DISPATCH_WINDOW": "10000000",
     }
     command = [sys.executable, __file__, "--submission-child", backend]
     command += ["--submit", str(args.submit), "--single", str(args.single)]

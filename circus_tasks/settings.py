@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(
         default=2 << 30, ge=1, description="Most bytes a plug-in's output folder may store."
     )
+    plugin_env: list[str] = Field(
+        default_factory=list,
+        description="Names of further environment variables passed on to plug-ins (JSON list).",
+    )
     sandbox_uid: int = Field(
         default=65534, ge=1, description="User id plug-ins run as where the worker is root."
     )

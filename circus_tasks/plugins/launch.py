@@ -36,6 +36,20 @@ def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path, scratch: Path)
     return fence(command, in_dir, out_dir, scratch, [plugin.path.parent], plugin.path)
 
 
+PASSED_ON = ("PATH", "LANG", "LANGUAGE", "TZ", "PYTHONPATH", "OMP_NUM_THREADS")
+"""Environment variables a plug-in gets from the worker (and ``LC_*``); no other: the worker's
+may hold passwords (database URLs, ``PG*``, cloud keys)."""
+
+
+def plugin_environment(scratch: Path) -> dict[str, str]:
+    """A plug-in's environment: :data:`PASSED_ON`, the ``LC_*`` variables, the names listed in
+    ``CIRCUS_PLUGIN_ENV``, and ``TMPDIR`` and ``HOME`` set to its scratch folder."""
+    wanted = set(PASSED_ON) | set(get_settings().plugin_env)
+    env = {k: v for k, v in os.environ.items() if k in wanted or k.startswith("LC_")}
+    env.update(TMPDIR=str(scratch), HOME=str(scratch))
+    return env
+
+
 def unisolated_refusal(plugin: Plugin) -> str | None:
     """Why this machine must not run ``plugin`` (it cannot sandbox it and the setting does not
     allow that), or ``None``. A Docker plug-in is fenced in by its engine."""
@@ -44,9 +58,9 @@ def unisolated_refusal(plugin: Plugin) -> str | None:
     if get_settings().allow_unisolated:
         return None
     return (
-        f"Plug-in {plugin.plugin_id} is not run: this machine cannot sandbox plug-ins (it needs "
-        "root or user namespaces for unshare). Run the worker where it can, or set "
-        "CIRCUS_ALLOW_UNISOLATED=1 to run plug-ins without a sandbox."
+        f"Plug-in {plugin.plugin_id} is not run: this machine cannot sandbox plug-ins "
+        f"({machine_isolation().reason}; bubblewrap needs root or user namespaces). Run the "
+        "worker where it can, or set CIRCUS_ALLOW_UNISOLATED=1 to run plug-ins without a sandbox."
     )
 
 
@@ -68,10 +82,11 @@ def run_plugin(
     if refusal := unisolated_refusal(plugin):
         raise PluginError(refusal)
     command = isolated_command(plugin, in_dir, out_dir, scratch)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CIRCUS_"))}
-    env.update(TMPDIR=str(scratch), HOME=str(scratch))
+    env = plugin_environment(scratch)
     make_read_only(in_dir)
-    hand_over(out_dir, scratch)
+    handed = plugin.manifest.runner.docker is None and machine_isolation().sandboxed
+    if handed:  # the sandbox's user writes them
+        hand_over(out_dir, scratch)
     try:
         with log_path.open("a", encoding="utf-8") as log:
             _log(log, f"start {plugin.plugin_id} (time-out {timeout} s)")
@@ -101,7 +116,8 @@ def run_plugin(
             _log(log, f"exit code {code}")
     finally:
         make_writable(in_dir)
-        take_back(out_dir, scratch)
+        if handed:
+            take_back(out_dir, scratch)
     if code != 0 and _sandbox_said_no(log_path):
         raise PluginError(
             f"The sandbox of plug-in {plugin.plugin_id} could not be set up (exit {code}); "

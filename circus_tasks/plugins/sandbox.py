@@ -197,10 +197,12 @@ def take_back(*folders: Path) -> None:
 
 
 def _chown_tree(folder: Path, uid: int) -> None:
+    """Every entry by the folder it is in (``fwalk``: no path is looked up again, so a folder
+    swapped for a link on the way leads nowhere), links themselves, never what they name."""
     os.lchown(folder, uid, uid)
-    for root, dirs, files in os.walk(folder):
+    for _root, dirs, files, root_fd in os.fwalk(folder, follow_symlinks=False):
         for name in dirs + files:
-            os.lchown(Path(root) / name, uid, uid)
+            os.chown(name, uid, uid, dir_fd=root_fd, follow_symlinks=False)
 
 
 def make_read_only(folder: Path) -> None:

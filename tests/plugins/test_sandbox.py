@@ -6,6 +6,7 @@ these machines) it must, so a broken sandbox fails these tests instead of skippi
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from circus_tasks.db.engine import reset_caches
 from circus_tasks.jobs.steps import prepare_inputs, run_main, store_results
 from circus_tasks.settings import get_settings
 from tests.running import claim, register
@@ -30,6 +32,7 @@ REFUSED = (
     "signal the worker",
     "see outside processes",
     "stay root",
+    "read a password from the environment",
     "network",
 )
 MUST_SANDBOX = os.geteuid() == 0
@@ -50,6 +53,10 @@ def test_an_intruder_of_either_kind_is_refused_every_way_out(
     database = get_settings().db_url.removeprefix("sqlite:///")
     assert Path(database).is_file()
     monkeypatch.setenv("INTRUDER_DB", database)
+    monkeypatch.setenv("PGPASSWORD", "the worker's secret")  # never passed on
+    targets = ["INTRUDER_PORT", "INTRUDER_PID", "INTRUDER_STORE", "INTRUDER_DB"]
+    monkeypatch.setenv("CIRCUS_PLUGIN_ENV", json.dumps(targets))
+    reset_caches()
     Path("/tmp/circus-intruder-was-here").unlink(missing_ok=True)
     job = claim(register(plugin, [series], force=True))
     assert job is not None

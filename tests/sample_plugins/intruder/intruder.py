@@ -59,6 +59,9 @@ def run(in_dir, out_dir):
         "read the database": lambda: Path(os.environ["INTRUDER_DB"]).read_bytes(),
         "signal the worker": lambda: os.kill(int(os.environ["INTRUDER_PID"]), 0),
         "see outside processes": _outside_processes,
+        "read a password from the environment": lambda: _refuse_unless(
+            "PGPASSWORD" in os.environ, "not in its environment"
+        ),
         "stay root": lambda: _refuse_unless(os.getuid() == 0, f"runs as uid {os.getuid()}"),
         "network": _connect,
         "write scratch": lambda: Path(os.environ["TMPDIR"], "scratch.txt").write_text("x"),
