@@ -126,6 +126,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CIRCUS_BATCH_POLL_SECONDS": "0.5",
         # these tests leave runs queued on purpose (no worker runs in some): a wide window
         "CIRCUS_DISPATCH_WINDOW": "500",
+        # the record plug-in's duration, set per worker below, reaches the plug-in
+        "CIRCUS_PLUGIN_ENV": '["RECORD_SECONDS"]',
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
     }
     saved = dict(os.environ)
