@@ -28,8 +28,10 @@ lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/deptry .
 
+# two processes, a test file each at a time: the files that run a Prefect server and workers
+# mostly wait, so they overlap with the rest
 test: venv lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 stop:
 	@if [ -x $(BIN)/circus ]; then $(BIN)/circus down; fi

@@ -62,7 +62,7 @@ PLUGIN = {
 REASONS = {
     "kill plug-in": r"exited with code (-9|137)",
     "kill flow process": r"no heartbeat|without finishing|Crashed",
-    "kill worker group": r"no heartbeat|without finishing|Crashed",
+    "kill worker group": r"no heartbeat|without finishing|Crashed|worker went away",
     "restart PostgreSQL": r"terminating connection|server closed|connection|OperationalError",
     "results store full": r"No space left on device",
 }
@@ -203,6 +203,8 @@ class Soak:
         while not self.stop.wait(0.5):
             running = []
             for pid in processes(MARKER, "sh"):
+                if MARKER in cmdline(parent(pid)):
+                    continue  # the plug-in's shell forking (before it execs): not another run
                 match = re.search(r"/jobs/([0-9a-z]+)/out", cmdline(pid))
                 if match:
                     running.append(match.group(1))

@@ -57,7 +57,9 @@ def submit_job(
     """Register a job and create its Prefect flow run.
 
     The job row is committed before anything can run it. If Prefect does not answer, the job
-    stays registered and the reconciler dispatches it when Prefect is back.
+    stays registered and the reconciler dispatches it when Prefect is back; so it does while
+    ``CIRCUS_DISPATCH_WINDOW`` queued jobs of its priority or higher already have a flow run
+    (its ``flow_run_id`` is then ``None`` until it gets one).
 
     Args:
         plugin_id: ``name@version`` of the plug-in.

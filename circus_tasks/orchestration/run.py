@@ -106,7 +106,10 @@ def error_message(
     if isinstance(exc, CircusError):
         return str(exc)
     if isinstance(exc, KeyboardInterrupt | SystemExit):
-        return f"the job's process was stopped ({type(exc).__name__})"
+        return (
+            "the job's process was stopped: its worker went away or was stopped "
+            f"({type(exc).__name__})"
+        )
     text = str(exc) or "no message"
     return f"{type(exc).__name__}: {text}"
 
