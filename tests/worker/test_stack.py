@@ -298,7 +298,7 @@ def test_killed_flow_process_fails_the_job_and_the_machine_goes_on(
     # the plug-in's first ancestor that is not its sandbox (bubblewrap) is the flow run's
     # process (the warm zygote's child)
     (plugin_pid,) = wait_until(
-        lambda: plugin_processes("print('sleeping'", "python"), 30, "the plug-in"
+        lambda: plugin_processes("print('sleeping'", "python", stack.home), 30, "the plug-in"
     )
     flow_pid = _parent(plugin_pid)
     while Path(f"/proc/{flow_pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"bwrap"):
@@ -312,7 +312,11 @@ def test_killed_flow_process_fails_the_job_and_the_machine_goes_on(
     assert failed.error_message and (
         "no heartbeat" in failed.error_message or "without finishing" in failed.error_message
     )
-    wait_until(lambda: not plugin_processes("print('sleeping'"), 10, "the orphaned plug-in to die")
+    wait_until(
+        lambda: not plugin_processes("print('sleeping'", "", stack.home),
+        10,
+        "the orphaned plug-in to die",
+    )
     nxt = wait_for_job(submit_job(RECORD, [series_uid], force=True).id, 120)
     assert nxt.status == JobStatus.FINISHED
 
@@ -384,10 +388,10 @@ def test_submit_while_prefect_is_down_is_dispatched_later(stack: Stack, series_u
     assert done.status == JobStatus.FINISHED and done.flow_run_id
 
 
-def plugin_processes(marker: str, program: str = "") -> list[int]:
+def plugin_processes(marker: str, program: str = "", under: Path | None = None) -> list[int]:
     """Process ids whose command line holds ``marker`` (and whose program, ``argv[0]``, starts
-    with ``program``: while the sandbox's shell sets up, its forked helpers carry the
-    plug-in's command line too)."""
+    with ``program``; and, with ``under``, that path: another test file may run the same
+    plug-in at the same time in another process of the suite)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -397,7 +401,8 @@ def plugin_processes(marker: str, program: str = "") -> list[int]:
         cmdline = b" ".join(argv).decode(errors="replace")
         name = Path(argv[0].decode(errors="replace")).name
         if entry.name.isdigit() and marker in cmdline and name.startswith(program):
-            found.append(int(entry.name))
+            if under is None or str(under) in cmdline:
+                found.append(int(entry.name))
     return found
 
 
@@ -413,7 +418,9 @@ def test_abort_a_running_job(stack: Stack, series_uid: str, how: str) -> None:
     job = wait_until(
         lambda: (j := get_job(job_id)) is not None and j.stage == "main" and j, 90, "the plug-in"
     )
-    wait_until(lambda: plugin_processes("print('sleeping'"), 30, "the plug-in's process")
+    wait_until(
+        lambda: plugin_processes("print('sleeping'", "", stack.home), 30, "the plug-in's process"
+    )
     started = time.monotonic()
     if how == "circus":
         abort_job(job_id, user="dr-abort")
@@ -426,7 +433,11 @@ def test_abort_a_running_job(stack: Stack, series_uid: str, how: str) -> None:
     assert failed.status == JobStatus.FAILED
     assert failed.error_message == f"aborted by {who}"
     assert time.monotonic() - started < 30
-    wait_until(lambda: not plugin_processes("print('sleeping'"), 10, "the plug-in to be gone")
+    wait_until(
+        lambda: not plugin_processes("print('sleeping'", "", stack.home),
+        10,
+        "the plug-in to be gone",
+    )
     wait_until(
         lambda: stack.run_state(job_id).type == StateType.CANCELLED, 60, "the run to end Cancelled"
     )
