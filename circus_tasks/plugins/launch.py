@@ -114,6 +114,7 @@ def run_plugin(
                 _log(log, "interrupted; process group killed")
                 raise
             _log(log, f"exit code {code}")
+            _stop(plugin, process, out_dir)  # nothing it left behind runs on
     finally:
         make_writable(in_dir)
         if handed:
@@ -144,10 +145,26 @@ def _log(log: object, line: str) -> None:
 
 
 def _stop(plugin: Plugin, process: subprocess.Popen[bytes], out_dir: Path) -> None:
-    if plugin.manifest.runner.docker is not None:
+    if plugin.manifest.runner.docker is not None and process.returncode is None:
         docker.stop(out_dir)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     process.wait()
+    _wait_group_gone(process.pid)
+
+
+def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
+    """Wait until no process of the group is left (a kill takes effect a moment later, and
+    the sandbox's PID namespace empties after its first process), so that nothing of the
+    plug-in runs while its folders are given back and read."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # a member runs as another user: it is still there
+            pass
+        time.sleep(0.01)
