@@ -451,18 +451,20 @@ def _report(
         "failed jobs:",
         *rows,
     ]
-    ok = (
-        unexplained == 0
-        and not cancelled
-        and not stuck
-        and lost == 0
-        and overlaps == 0
-        and locked_workers == 0
-        and runs_after == len(after_ids)
-        and to_final <= 120
-        and gaps[0] <= 10
-    )
-    lines.append("soak: " + ("all goals met" if ok else "GOALS NOT MET"))
+    goals = {
+        "every failed job explained by a fault": unexplained == 0,
+        "none cancelled": not cancelled,
+        "none stuck": not stuck,
+        "none lost": lost == 0,
+        "no overlaps": overlaps == 0,
+        "no locked error reached a worker": locked_workers == 0,
+        "new jobs run afterwards": runs_after == len(after_ids),
+        "fault to final status <= 120 s": to_final <= 120,
+        "start gaps without a fault <= 10 s": gaps[0] <= 10,
+    }
+    ok = all(goals.values())
+    missed = [name for name, met in goals.items() if not met]
+    lines.append("soak: " + ("all goals met" if ok else "GOALS NOT MET: " + "; ".join(missed)))
     return {"table": "\n".join(lines), "ok": ok, "status": by_status}
 
 
