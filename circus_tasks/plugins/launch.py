@@ -156,15 +156,24 @@ def _stop(plugin: Plugin, process: subprocess.Popen[bytes], out_dir: Path) -> No
 
 
 def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
-    """Wait until no process of the group is left (a kill takes effect a moment later, and
-    the sandbox's PID namespace empties after its first process), so that nothing of the
-    plug-in runs while its folders are given back and read."""
+    """Wait until no process of the group is left running (a kill takes effect a moment
+    later, and the sandbox's PID namespace empties after its first process), so that nothing
+    of the plug-in runs while its folders are given back and read. A zombie no longer runs:
+    the sandbox's first process is left one until the machine's init reaps it."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        except PermissionError:  # a member runs as another user: it is still there
-            pass
+    while time.monotonic() < deadline and _group_running(pgid):
         time.sleep(0.01)
+
+
+def _group_running(pgid: int) -> bool:
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
