@@ -145,6 +145,9 @@ def _log(log: object, line: str) -> None:
 
 
 def _stop(plugin: Plugin, process: subprocess.Popen[bytes], out_dir: Path) -> None:
+    """Kill whatever the plug-in started: its session (the plug-in was started as the leader
+    of a new one; a process that leaves it dies with the sandbox's PID namespace), and wait
+    until none of it runs, so that nothing of it runs while its folders are given back."""
     if plugin.manifest.runner.docker is not None and process.returncode is None:
         docker.stop(out_dir)
     try:
@@ -152,20 +155,20 @@ def _stop(plugin: Plugin, process: subprocess.Popen[bytes], out_dir: Path) -> No
     except ProcessLookupError:
         pass
     process.wait()
-    _wait_group_gone(process.pid)
-
-
-def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
-    """Wait until no process of the group is left running (a kill takes effect a moment
-    later, and the sandbox's PID namespace empties after its first process), so that nothing
-    of the plug-in runs while its folders are given back and read. A zombie no longer runs:
-    the sandbox's first process is left one until the machine's init reaps it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _group_running(pgid):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (left := _session_running(process.pid)):
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         time.sleep(0.01)
 
 
-def _group_running(pgid: int) -> bool:
+def _session_running(sid: int) -> list[int]:
+    """The processes of session ``sid`` that still run (a zombie no longer runs: the
+    sandbox's first process stays one until the machine's init reaps it)."""
+    running = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -174,6 +177,6 @@ def _group_running(pgid: int) -> bool:
                 fields = stat.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
+        if int(fields[3]) == sid and fields[0] != b"Z":
+            running.append(int(entry.name))
+    return running
