@@ -105,9 +105,7 @@ class Soak:
     # ---- faults ----------------------------------------------------------------------------
 
     def kill_plugin(self) -> str:
-        pid = wait_for(lambda: next(iter(processes(MARKER, "sh")), None), 60)
-        os.kill(pid, signal.SIGKILL)
-        return f"pid {pid}"
+        return kill_first(lambda: next(iter(processes(MARKER, "sh")), None), 60)
 
     def kill_flow_process(self) -> str:
         def flow_process() -> int | None:
@@ -119,9 +117,7 @@ class Soak:
                     return up
             return None
 
-        pid = wait_for(flow_process, 60)
-        os.kill(pid, signal.SIGKILL)
-        return f"pid {pid}"
+        return kill_first(flow_process, 60)
 
     def kill_zygote(self) -> str:
         def zygote() -> int | None:  # not one of its children (flow runs): its parent is
@@ -130,9 +126,7 @@ class Soak:
                     return pid
             return None
 
-        pid = wait_for(zygote, 30)
-        os.kill(pid, signal.SIGKILL)
-        return f"pid {pid}"
+        return kill_first(zygote, 30)
 
     def kill_worker_group(self) -> str:
         machine = MACHINES[1]
@@ -236,6 +230,13 @@ def parent(pid: int) -> int:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def kill_first(probe: callable, timeout: float) -> str:  # type: ignore[valid-type]
+    """SIGKILL the process ``probe`` finds within ``timeout`` seconds."""
+    pid = wait_for(probe, timeout)
+    os.kill(pid, signal.SIGKILL)
+    return f"pid {pid}"
 
 
 def wait_for(probe: callable, timeout: float) -> int:  # type: ignore[valid-type]

@@ -14,6 +14,7 @@ from circus_tasks.plugins import runners
 from circus_tasks.plugins.registry import Plugin
 from circus_tasks.plugins.runners import docker
 from circus_tasks.plugins.sandbox import (
+    Mounts,
     fence,
     hand_over,
     machine_isolation,
@@ -33,7 +34,7 @@ def isolated_command(plugin: Plugin, in_dir: Path, out_dir: Path, scratch: Path)
     if runner.docker is not None or not machine_isolation().sandboxed:
         return with_pdeathsig(command)
     # the plug-in's folder and its siblings (a plug-in may build on an earlier version's)
-    return fence(command, in_dir, out_dir, scratch, [plugin.path.parent], plugin.path)
+    return fence(command, Mounts(in_dir, out_dir, scratch, (plugin.path.parent,), plugin.path))
 
 
 PASSED_ON = ("PATH", "LANG", "LANGUAGE", "TZ", "PYTHONPATH", "OMP_NUM_THREADS")

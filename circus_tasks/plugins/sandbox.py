@@ -84,8 +84,8 @@ def machine_isolation() -> Isolation:
             f"test -r {folders['in']} && touch {folders['out']}/ok && "
             f"! touch {folders['in']}/no 2>/dev/null && ! touch {scratch}/no 2>/dev/null"
         )
-        in_dir, out_dir, tmp = folders["in"], folders["out"], folders["tmp"]
-        command = _bwrap_command(bwrap, ["sh", "-c", check], in_dir, out_dir, tmp, [], out_dir)
+        mounts = Mounts(folders["in"], folders["out"], folders["tmp"], (), folders["out"])
+        command = _bwrap_command(bwrap, ["sh", "-c", check], mounts)
         try:
             probe = subprocess.run(command, capture_output=True, timeout=30, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -99,39 +99,35 @@ def machine_isolation() -> Isolation:
     return Isolation(bwrap, pdeathsig)
 
 
-def fence(
-    command: list[str],
-    in_dir: Path,
-    out_dir: Path,
-    scratch: Path,
-    readable: list[Path],
-    workdir: Path,
-) -> list[str]:
-    """``command`` inside the sandbox, run in ``workdir``, the ``readable`` folders (the
-    plug-in's own) visible read-only. Call :func:`hand_over` on ``out_dir`` and ``scratch``
-    before it runs."""
+@dataclass(frozen=True)
+class Mounts:
+    """The folders a plug-in sees: its input (read-only), output and scratch (writable), its
+    own folders (read-only), and the one it runs in."""
+
+    in_dir: Path
+    out_dir: Path
+    scratch: Path
+    readable: tuple[Path, ...]
+    workdir: Path
+
+
+def fence(command: list[str], mounts: Mounts) -> list[str]:
+    """``command`` inside the sandbox with ``mounts``. Call :func:`hand_over` on the output
+    and scratch folders before it runs."""
     bwrap = machine_isolation().bwrap
     if bwrap is None:
         raise RuntimeError("no sandbox on this machine")
     if os.geteuid() == 0:
-        for path in readable:
+        for path in mounts.readable:
             if os.stat(path).st_mode & 0o005 != 0o005:
                 raise PluginError(
                     f"The plug-in's sandbox user (uid {sandbox_uid()}) cannot read {path}: make "
                     f"it readable by others (chmod -R o+rX {path})."
                 )
-    return _bwrap_command(bwrap, command, in_dir, out_dir, scratch, readable, workdir)
+    return _bwrap_command(bwrap, command, mounts)
 
 
-def _bwrap_command(
-    bwrap: str,
-    command: list[str],
-    in_dir: Path,
-    out_dir: Path,
-    scratch: Path,
-    readable: list[Path],
-    workdir: Path,
-) -> list[str]:
+def _bwrap_command(bwrap: str, command: list[str], mounts: Mounts) -> list[str]:
     # no --new-session: the plug-in stays in the process group that launch kills (it has no
     # controlling terminal to abuse), and the PID namespace dies with bwrap in any case
     args = [bwrap, *_NAMESPACES, "--die-with-parent"]
@@ -149,10 +145,13 @@ def _bwrap_command(
     args += ["--perms", "1777", "--size", str(SMALL_TMPFS), "--tmpfs", "/tmp"]
     home = get_settings().home.resolve()
     binds: list[tuple[str, Path]]
-    binds = [("--ro-bind", p) for p in _interpreter_paths() + [p.resolve() for p in readable]]
+    binds = [
+        ("--ro-bind", p) for p in _interpreter_paths() + [p.resolve() for p in mounts.readable]
+    ]
     if any(home.is_relative_to(p) for _, p in binds):
         binds.append(("--tmpfs", home))  # the store and the database never show through
-    binds += [("--ro-bind", in_dir), ("--bind", out_dir), ("--bind", scratch)]
+    binds += [("--ro-bind", mounts.in_dir), ("--bind", mounts.out_dir)]
+    binds += [("--bind", mounts.scratch)]
     made: set[Path] = {Path("/"), Path("/tmp")}
     for option, path in binds:
         # parents made here are 0755, so that the plug-in's user can walk to its folders
@@ -163,7 +162,7 @@ def _bwrap_command(
         args += [option, str(path)] if option == "--tmpfs" else [option, str(path), str(path)]
     args += ["--remount-ro", "/dev"]  # then a private, writable /dev/shm (semaphores, shm)
     args += ["--perms", "1777", "--size", str(SMALL_TMPFS), "--tmpfs", "/dev/shm"]
-    args += ["--chdir", str(workdir), "--"]
+    args += ["--chdir", str(mounts.workdir), "--"]
     if root:
         uid = str(sandbox_uid())
         args += ["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups"]
