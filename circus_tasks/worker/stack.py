@@ -151,7 +151,7 @@ def start_server(timeout: float = 120.0) -> str:
     port = str(get_settings().prefect_port)
     start_background(
         SERVER,
-        [prefect_exe(), "server", "start", "--host", "127.0.0.1", "--port", port],
+        [sys.executable, "-m", "circus_tasks.worker.server", "--host", "127.0.0.1", "--port", port],
         {**QUIET_SERVER, **child_env()},  # a setting of the site's own wins
     )
     deadline = time.monotonic() + timeout
