@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     results_dir: ClassVar[Subfolder] = Subfolder(
         "results", "The results store: one folder per job id.", under="home"
     )
+    plugin_images_dir: ClassVar[Subfolder] = Subfolder(
+        "plugin-images", "Registered plug-in images: one manifest folder each.", under="home"
+    )
+    engine_dir: ClassVar[Subfolder] = Subfolder(
+        "engine", "The container engine circus up starts (podman's API service).", under="home"
+    )
     locks_dir: ClassVar[Subfolder] = Subfolder("locks", "Per-machine lock files.", under="home")
     prefect_home: ClassVar[Subfolder] = Subfolder(
         "prefect", "The embedded Prefect server's data folder.", under="home"

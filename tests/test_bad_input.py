@@ -45,6 +45,7 @@ from circus_tasks.errors import (
     ResultsError,
     SeriesNotFoundError,
 )
+from circus_tasks.plugins.images import add_plugin_image
 from circus_tasks.plugins.manifest import load_manifest
 from circus_tasks.plugins.results import check_output_tree, load_results
 from circus_tasks.settings import get_settings
@@ -227,6 +228,10 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str]] = [
     ("manifest name absolute", lambda w: _manifest(w, "m5", pluginName="/tmp/escaped"), PluginError, "pluginName"),
     ("manifest version a path", lambda w: _manifest(w, "m6", version="1.0.0/../../x"), PluginError, "version"),
     ("runner module a path", lambda w: _manifest(w, "m7", runner={"python": "../../evil:run"}), PluginError, "python"),
+    ("image runner an option", lambda w: _manifest(w, "m8", runner={"docker": {"image": "--privileged"}}), PluginError, "image"),
+    ("image memory a flag", lambda w: _manifest(w, "m9", runner={"docker": {"image": "a:1", "memory": "1g --privileged"}}), PluginError, "memory"),
+    ("image to add an option", lambda w: add_plugin_image("--privileged"), PluginError, "not an image name"),
+    ("cli add image an option", lambda w: w.cli("plugins", "add", "-v/:/host"), CliFailed, "not an image name|No such option"),
     ("output with a fifo", _fifo_out, ResultsError, r"pipe \(not a regular file\)"),
     ("output too big", _huge_out, ResultsError, "more than the .*CIRCUS_MAX_OUTPUT_BYTES"),
     ("results of a path", lambda w: get_job_results("../../../etc"), JobNotFoundError, "No job"),

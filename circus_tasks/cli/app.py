@@ -14,11 +14,13 @@ from rich.table import Table
 
 from circus_tasks.cli.batch import batch_app
 from circus_tasks.cli.output import console, jobs_table, or_exit, print_error
+from circus_tasks.cli.plugins import plugins_app
 from circus_tasks.errors import CircusError
 from circus_tasks.values import printable
 
 app = typer.Typer(help="CIRCUS CS jobs on Prefect.", no_args_is_help=True, add_completion=False)
 app.add_typer(batch_app, name="batch")
+app.add_typer(plugins_app, name="plugins")
 
 
 @app.command()
@@ -29,11 +31,19 @@ def up(
         bool,
         typer.Option(help="Keep Prefect's data and ours in a PostgreSQL cluster in CIRCUS_HOME."),
     ] = False,
+    engine: Annotated[
+        bool | None,
+        typer.Option(
+            help="Start podman's Docker API for image plug-ins in CIRCUS_HOME [default: as root "
+            "where podman is installed and no Docker engine answers]."
+        ),
+    ] = None,
 ) -> None:
     """Start the Prefect server (embedded, unless PREFECT_API_URL names one), create the work
     pools and deployments, and start this machine's worker and the batch worker. Safe to run
     again. With --postgres (once: the home keeps it) both databases live in the home's own
-    PostgreSQL cluster, started here and stopped by ``circus down``."""
+    PostgreSQL cluster, started here and stopped by ``circus down``; likewise the container
+    engine for image plug-ins."""
     from circus_tasks.db.engine import reset_caches
     from circus_tasks.home import local_postgres_urls
     from circus_tasks.settings import get_settings
@@ -49,6 +59,12 @@ def up(
             or_exit(local_postgres.ensure_cluster, local_postgres.PostgresError)
         reset_caches()
         console.print(f"PostgreSQL: {local_postgres.cluster_root()} (Prefect's data and ours)")
+    from circus_tasks.worker import engine as container_engine
+
+    if engine if engine is not None else container_engine.wanted():
+        with console.status("Starting the container engine (podman) ..."):
+            host = or_exit(container_engine.start, RuntimeError)
+        console.print(f"Container engine for image plug-ins: {host}")
     with console.status("Starting the Prefect server ..."):
         stack.start_server()
     with console.status("Creating the work pool and deployments ..."):
@@ -69,11 +85,13 @@ def up(
 def down() -> None:
     """Stop the workers, the embedded server and the PostgreSQL cluster started by ``circus
     up``."""
-    from circus_tasks.worker import postgres, stack
+    from circus_tasks.worker import engine, postgres, stack
 
     stopped = stack.stop_all()
     if postgres.stop_cluster():
         stopped.append("postgres")
+    if engine.stop():
+        stopped.append("container engine")
     console.print(f"Stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
@@ -134,49 +152,6 @@ def series(
             s.series_uid, s.patient_id, s.modality, s.series_date, str(s.image_count), s.description
         )
     console.print(table)
-
-
-@app.command()
-def plugins() -> None:
-    """List the plug-ins: whether each can run here and why not, and how it is fenced in."""
-    from circus_tasks.jobs.queries import plugins_changed_since_run
-    from circus_tasks.plugins.digest import folder_digest
-    from circus_tasks.plugins.registry import find_invalid_plugins, list_plugins
-    from circus_tasks.plugins.sandbox import machine_isolation
-    from circus_tasks.settings import get_settings
-
-    table = Table("plug-in id", "runner", "time-out", "runnable here", "description")
-    found = list_plugins()
-    for p in found:
-        reason = p.unavailable_reason()
-        table.add_row(
-            p.plugin_id,
-            p.manifest.runner.kind,
-            f"{p.manifest.timeout} s",
-            "yes" if reason is None else f"[red]no[/red]: {reason}",
-            p.manifest.description.split(". ")[0][:70],
-        )
-    console.print(table)
-    console.print(
-        f"Isolation of command and Python plug-ins here: {machine_isolation().describe()}"
-    )
-    if not machine_isolation().sandboxed:
-        allowed = get_settings().allow_unisolated
-        console.print(
-            "They run without a sandbox (CIRCUS_ALLOW_UNISOLATED is set)."
-            if allowed
-            else "[red]They are not run here[/red]: set CIRCUS_ALLOW_UNISOLATED=1 to run them "
-            "without a sandbox."
-        )
-    console.print("Docker plug-ins: network none, input read-only, at /circus/in and /circus/out")
-    for invalid in find_invalid_plugins():
-        console.print(f"[red]refused[/red] {invalid.path}: {invalid.problem}")
-    digests = {p.plugin_id: folder_digest(p.path) for p in found}
-    for plugin_id, job_id in plugins_changed_since_run(digests).items():
-        console.print(
-            f"[yellow]warning[/yellow] {plugin_id}: its files changed since job {job_id} ran "
-            "with the same version; give the changed plug-in a new version."
-        )
 
 
 def parse_series_spec(spec: str) -> object:
@@ -253,6 +228,8 @@ def show(job_id: str) -> None:
 
     job = or_exit(lambda: require_job(job_id))
     console.print_json(json.dumps(job.model_dump(mode="json")))
+    if (job.plugin_digest or "").startswith("sha256:"):
+        console.print(f"Plug-in image: {job.plugin_digest}")
     table = Table("at", "from", "to", "by", "reason", "prefect")
     for e in job_events(job_id):
         table.add_row(

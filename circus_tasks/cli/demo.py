@@ -85,6 +85,8 @@ def run_demo(console: Console, *, timeout: float = 600) -> bool:
         console.print(f"Bad range refused: {exc}")
     for plugin_id, uid in (("volumetry@1.0.0", phantom), ("hu-histogram@1.0.0", ct)):
         expected[submit_job(plugin_id, [uid], user=DEMO_USER, force=True).id] = JobStatus.FINISHED
+    if image_job := _image_plugin_job(console, ct):
+        expected[image_job] = JobStatus.FINISHED
     try:
         submit_job("volumetry@1.0.0", [mr], user=DEMO_USER, force=True)
     except CircusError as exc:
@@ -118,6 +120,30 @@ def run_demo(console: Console, *, timeout: float = 600) -> bool:
     console.print(f"Prefect UI (flow runs are named by job id): [bold]{ui_url()}[/bold]")
     console.print("The server and worker keep running; `make stop` stops them.")
     return ok
+
+
+def _image_plugin_job(console: Console, uid: str) -> str | None:
+    """Where a container engine answers: the example plug-in image built (once), registered
+    as CIRCUS registers images, and a job of it on ``uid``; its id."""
+    from circus_tasks.plugins.images import add_plugin_image
+    from circus_tasks.plugins.runners import docker
+    from circus_tasks.testing import example_image
+
+    if reason := docker.engine_unavailable():
+        console.print(f"Image plug-ins are left out: {reason}.")
+        return None
+    try:
+        if docker.image_id(example_image.IMAGE) is None:
+            with console.status("Building the example plug-in image from Debian's packages ..."):
+                example_image.build()
+        manifest = add_plugin_image(example_image.IMAGE)
+    except (CircusError, RuntimeError, OSError) as exc:
+        console.print(f"[yellow]The example plug-in image is left out:[/yellow] {exc}")
+        return None
+    assert manifest.runner.docker is not None
+    job = submit_job(manifest.plugin_id, [uid], user=DEMO_USER, force=True)
+    console.print(f"Registered {job.id}: image plug-in {manifest.runner.docker.image[:19]}")
+    return job.id
 
 
 def _demo_order(uid: str) -> int:

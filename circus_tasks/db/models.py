@@ -134,7 +134,8 @@ class JobBase(SQLModel):
     )
     input_count: int | None = Field(default=None, description="how many images it used")
     plugin_digest: str | None = Field(
-        default=None, description="SHA-256 of its plug-in's folder when it ran"
+        default=None,
+        description="what ran: SHA-256 of its plug-in's folder, or its image's id (sha256:...)",
     )
 
 

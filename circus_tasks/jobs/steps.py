@@ -24,7 +24,6 @@ from circus_tasks.jobs.folders import (
     job_folders,
     results_folder,
 )
-from circus_tasks.plugins.digest import folder_digest
 from circus_tasks.plugins.launch import run_plugin
 from circus_tasks.plugins.registry import Plugin, get_plugin
 from circus_tasks.plugins.results import check_output_tree, load_results
@@ -83,7 +82,7 @@ def claim_job(
     context = load_context(job, session=session)
     job.input_digest = input_digest([s.sop_uids for s in context.series])
     job.input_count = sum(len(s.sop_uids) for s in context.series)
-    job.plugin_digest = folder_digest(context.plugin.path)
+    job.plugin_digest = context.plugin.fingerprint()
     session.add(job)
     return context
 

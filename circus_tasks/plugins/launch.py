@@ -84,14 +84,18 @@ def run_plugin(
         raise PluginError(refusal)
     command = isolated_command(plugin, in_dir, out_dir, scratch)
     env = plugin_environment(scratch)
+    container = plugin.manifest.runner.docker is not None
+    if container:
+        env = docker.client_environment(env)
+        docker.remove_leftovers()
     make_read_only(in_dir)
-    handed = plugin.manifest.runner.docker is None and machine_isolation().sandboxed
-    if handed:  # the sandbox's user writes them
+    handed = container or machine_isolation().sandboxed
+    if handed:  # the sandbox's (or the container's) user writes them
         hand_over(out_dir, scratch)
     try:
         with log_path.open("a", encoding="utf-8") as log:
             _log(log, f"start {plugin.plugin_id} (time-out {timeout} s)")
-            _log(log, f"isolation: {machine_isolation().describe()}")
+            _log(log, f"isolation: {_isolation(plugin)}")
             _log(log, f"command: {' '.join(command)}")
             process = subprocess.Popen(
                 command,
@@ -130,6 +134,12 @@ def run_plugin(
             f"Plug-in {plugin.plugin_id} exited with code {code}; "
             "its output is in plugin-log.txt (circus log JOB)."
         )
+
+
+def _isolation(plugin: Plugin) -> str:
+    if plugin.manifest.runner.docker is not None:
+        return f"container, {docker.FENCE}"
+    return machine_isolation().describe()
 
 
 def _sandbox_said_no(log_path: Path) -> bool:

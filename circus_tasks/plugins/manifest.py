@@ -16,6 +16,9 @@ SEMVER = r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
 DEFAULT_TIMEOUT = 3000
 """Seconds, as CIRCUS."""
 
+IMAGE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+-]*$"
+"""An image's name or id as ``docker`` takes it (never an option)."""
+
 Orientation = Literal["axial", "coronal", "sagittal", "oblique"]
 
 
@@ -24,8 +27,17 @@ class DockerRunner(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(min_length=1)
-    gpus: str | None = Field(default=None, description='passed to "docker run --gpus"')
+    image: str = Field(min_length=1, max_length=255, pattern=IMAGE_NAME)
+    gpus: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_,=.\"-]+$", description='passed to "docker run --gpus"'
+    )
+    memory: str | None = Field(
+        default=None, pattern=r"^\d+[bkmg]?$", description="memory limit, e.g. 4g (no swap)"
+    )
+    cpus: float | None = Field(default=None, gt=0, le=1024, description="CPU limit, e.g. 1.5")
+    ref: str | None = Field(
+        default=None, description="the name the image was registered by (image is its id)"
+    )
 
 
 class Runner(BaseModel):
@@ -138,8 +150,12 @@ def load_manifest(folder: Path) -> PluginManifest:
     try:
         return PluginManifest.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise PluginError(f"Invalid plug-in manifest {path}: {problems}") from None
+        raise PluginError(f"Invalid plug-in manifest {path}: {describe_errors(exc)}") from None
+
+
+def describe_errors(error: ValidationError) -> str:
+    """Every problem pydantic found, as ``field.path: message; ...``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+        for err in error.errors()
+    )

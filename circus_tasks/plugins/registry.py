@@ -1,4 +1,5 @@
-"""The plug-in registry: folders with a ``plugin.json``, found under the plug-ins folder."""
+"""The plug-in registry: folders with a ``plugin.json``, found under the plug-ins folder, and
+the plug-in images registered in ``CIRCUS_HOME`` (:mod:`circus_tasks.plugins.images`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pydantic import BaseModel
 
 from circus_tasks.errors import PluginError, PluginNotFoundError
 from circus_tasks.plugins import runners
+from circus_tasks.plugins.digest import folder_digest
 from circus_tasks.plugins.manifest import MANIFEST, PluginManifest, load_manifest
 from circus_tasks.settings import get_settings
 
@@ -33,6 +35,14 @@ class Plugin(BaseModel):
         """``None`` if this machine can run the plug-in, else why not."""
         return runners.unavailable_reason(self.manifest.runner)
 
+    def fingerprint(self) -> str:
+        """What a job records of the plug-in that ran it: an image's id (``sha256:...``),
+        a folder's digest (:func:`folder_digest`)."""
+        docker = self.manifest.runner.docker
+        if docker is not None and docker.image.startswith("sha256:"):
+            return docker.image
+        return folder_digest(self.path)
+
 
 class InvalidPlugin(BaseModel):
     """A plug-in folder whose manifest was refused, with every problem named."""
@@ -41,7 +51,11 @@ class InvalidPlugin(BaseModel):
     problem: str
 
 
-def _folders(root: Path) -> list[Path]:
+def _folders(root: Path | None) -> list[Path]:
+    """The plug-in folders of ``root``; by default the plug-ins folder's, then the images'."""
+    if root is None:
+        settings = get_settings()
+        return _folders(settings.plugins_dir) + _folders(settings.plugin_images_dir)
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if (p / MANIFEST).is_file())
@@ -50,10 +64,12 @@ def _folders(root: Path) -> list[Path]:
 def discover_plugins(plugins_dir: Path | None = None) -> dict[str, Plugin]:
     """Every plug-in folder under ``plugins_dir`` whose manifest is valid, by id."""
     found: dict[str, Plugin] = {}
-    for folder in _folders(plugins_dir or get_settings().plugins_dir):
+    for folder in _folders(plugins_dir):
         try:
             manifest = load_manifest(folder)
         except PluginError:
+            continue
+        if manifest.plugin_id in found:  # a plug-in folder's id wins over an image's
             continue
         found[manifest.plugin_id] = Plugin(
             plugin_id=manifest.plugin_id, path=folder.resolve(), manifest=manifest
@@ -64,7 +80,7 @@ def discover_plugins(plugins_dir: Path | None = None) -> dict[str, Plugin]:
 def find_invalid_plugins(plugins_dir: Path | None = None) -> list[InvalidPlugin]:
     """The plug-in folders that are refused, each with its manifest's problems."""
     refused = []
-    for folder in _folders(plugins_dir or get_settings().plugins_dir):
+    for folder in _folders(plugins_dir):
         try:
             load_manifest(folder)
         except PluginError as exc:

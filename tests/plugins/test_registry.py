@@ -76,7 +76,7 @@ def _cmdline(proc: Path) -> str:
 
 
 def test_a_docker_plugin_follows_the_circus_contract(home: Path, tmp_path: Path) -> None:
-    from circus_tasks.plugins.runners import docker, plugin_command
+    from circus_tasks.plugins.runners import plugin_command
 
     plugin = get_plugin("docker-cad@2.1.0")
     job = tmp_path / "job"
@@ -87,7 +87,8 @@ def test_a_docker_plugin_follows_the_circus_contract(home: Path, tmp_path: Path)
     assert f"{tmp_path}/job/out:/circus/out" in command
     assert command[command.index("--gpus") + 1] == "all"
     assert command[-1] == "circus/mock-cad:2.1.0"
-    assert plugin.unavailable_reason() == docker.unavailable_reason()
+    assert command[command.index("--user") + 1] != "0:0"
+    assert command[command.index("--cap-drop") + 1] == "ALL"
 
 
 def test_without_a_docker_engine_the_plugin_is_listed_not_runnable(
@@ -96,12 +97,12 @@ def test_without_a_docker_engine_the_plugin_is_listed_not_runnable(
     from circus_tasks.plugins.runners import docker
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no docker command at all
-    docker.unavailable_reason.cache_clear()
+    docker.engine_unavailable.cache_clear()
     try:
         reason = get_plugin("docker-cad@2.1.0").unavailable_reason()
     finally:
-        docker.unavailable_reason.cache_clear()
-    assert reason == "no docker command on this machine"
+        docker.engine_unavailable.cache_clear()
+    assert reason is not None and reason.startswith("no docker command on this machine")
     assert get_plugin("lesion-candidates@1.0.0").unavailable_reason() is None
 
 

@@ -26,5 +26,5 @@ def plugin_command(runner: Runner, folder: Path, in_dir: Path, out_dir: Path) ->
 
 def unavailable_reason(runner: Runner) -> str | None:
     """``None`` if this machine can run the plug-in, else why not."""
-    reason: str | None = kind(runner).unavailable_reason()
+    reason: str | None = kind(runner).unavailable_reason(runner)
     return reason

@@ -13,6 +13,6 @@ def command_line(runner: Runner, folder: Path, in_dir: Path, out_dir: Path) -> l
     return [a.replace("{in}", str(in_dir)).replace("{out}", str(out_dir)) for a in runner.command]
 
 
-def unavailable_reason() -> str | None:
+def unavailable_reason(runner: Runner) -> str | None:
     """Always available: what the command needs is the plug-in's business."""
     return None

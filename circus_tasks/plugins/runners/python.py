@@ -15,6 +15,6 @@ def command_line(runner: Runner, folder: Path, in_dir: Path, out_dir: Path) -> l
     return [sys.executable, "-m", host, str(folder), runner.python, str(in_dir), str(out_dir)]
 
 
-def unavailable_reason() -> str | None:
+def unavailable_reason(runner: Runner) -> str | None:
     """Always available: it runs on this interpreter."""
     return None
