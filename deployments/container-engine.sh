@@ -67,12 +67,18 @@ EOF
 }
 
 stop() {
-  local pid
-  pid="$(cat "$1/service.pid" 2>/dev/null)" || return 0
-  kill -TERM -- "-$pid" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  kill -KILL -- "-$pid" 2>/dev/null
-  rm -f "$1/service.pid" "$1/podman.sock"
+  local pid dir
+  [ -d "$1" ] || return 0
+  dir="$(cd "$1" && pwd)"
+  if pid="$(cat "$dir/service.pid" 2>/dev/null)"; then
+    kill -TERM -- "-$pid" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null
+  fi
+  rm -f "$dir/service.pid" "$dir/podman.sock"
+  # the storage driver's own mounts outlive the service: undo them (innermost first)
+  awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r \
+    | while read -r mount; do umount "$mount" 2>/dev/null || umount -l "$mount"; done
 }
 
 case "${1:-}" in

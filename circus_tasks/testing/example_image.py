@@ -15,6 +15,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from circus_tasks.plugins.runners.docker import docker, image_id
 from circus_tasks.settings import PROJECT_DIR
 
 IMAGE = "circus/hu-histogram:1.0.0"
@@ -57,15 +58,15 @@ def root_file_system(target: Path, files: dict[str, Path]) -> Path:
     image -> file here). Returns ``target``."""
     scratch = target.parent / "debs"
     scratch.mkdir(exist_ok=True)
+    for usr in ("bin", "lib", "lib64", "sbin"):  # Debian 12's merged /usr
+        (target / "usr" / usr).mkdir(parents=True)
+        (target / usr).symlink_to(f"usr/{usr}")
     for package in PACKAGES:
         root, names = package_files(package, scratch)
         for name in names:
             if name.startswith(SKIPPED) or name in ("/", "/."):
                 continue
             _copy(root / name.lstrip("/"), target / name.lstrip("/"))
-    for usr in ("bin", "lib", "lib64", "sbin"):  # Debian 12's merged /usr
-        if not (target / usr).exists() and (target / "usr" / usr).exists():
-            (target / usr).symlink_to(f"usr/{usr}")
     for folder in ("tmp", "circus/in", "circus/out"):
         (target / folder).mkdir(parents=True, exist_ok=True)
     (target / "tmp").chmod(0o1777)
@@ -75,6 +76,9 @@ def root_file_system(target: Path, files: dict[str, Path]) -> Path:
 
 
 def _copy(source: Path, dest: Path) -> None:
+    """A file or a link to a file (folders are made as their files need them)."""
+    if source.is_dir():
+        return
     if source.is_symlink():
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.unlink(missing_ok=True)
@@ -84,6 +88,14 @@ def _copy(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest)
 
 
+def example_files() -> dict[str, Path]:
+    """The example image's own files: path in the image -> file here."""
+    return {
+        "/plugin/hu_histogram.py": PROJECT_DIR / "plugins" / "hu-histogram" / "hu_histogram.py",
+        "/plugin.json": PROJECT_DIR / "deployments" / "example-image" / "plugin.json",
+    }
+
+
 def build(
     image: str = IMAGE,
     files: dict[str, Path] | None = None,
@@ -91,26 +103,18 @@ def build(
 ) -> str:
     """Build a Python plug-in image into the engine ``docker`` reaches (by default the
     example: the HU histogram program and its manifest); returns the image's id."""
-    if files is None:
-        files = {
-            "/plugin/hu_histogram.py": PROJECT_DIR / "plugins" / "hu-histogram" / "hu_histogram.py",
-            "/plugin.json": PROJECT_DIR / "deployments" / "example-image" / "plugin.json",
-        }
+    files = example_files() if files is None else files
     with tempfile.TemporaryDirectory(prefix="circus-image-") as work:
         root = root_file_system(Path(work) / "root", files)
         archive = Path(work) / "root.tar"
         with tarfile.open(archive, "w") as tar:
             tar.add(root, arcname=".")
         change = f"ENTRYPOINT {json.dumps(entrypoint or ENTRYPOINT)}"
-        done = subprocess.run(
-            ["docker", "import", "--change", change, str(archive), image],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if done.returncode != 0:
+        done = docker("import", "--change", change, str(archive), image, timeout=300)
+    ident = image_id(image) if done.returncode == 0 else None
+    if ident is None:
         raise RuntimeError(f"docker import failed: {done.stderr.strip()}")
-    return done.stdout.strip().splitlines()[-1]
+    return ident
 
 
 if __name__ == "__main__":

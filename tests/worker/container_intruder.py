@@ -39,6 +39,7 @@ attempt("reach the host", lambda: socket.create_connection(("10.0.2.2", 4200), t
 found["interfaces"] = sorted(os.listdir("/sys/class/net"))
 found["uid"] = os.getuid()
 found["effective capabilities"] = status("CapEff")
+found["bounding capabilities"] = status("CapBnd")
 found["no new privileges"] = status("NoNewPrivs")
 found["left by an earlier run"] = Path("/tmp/left-behind").exists()
 Path("/tmp/left-behind").write_text("x")

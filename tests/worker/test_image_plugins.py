@@ -69,6 +69,10 @@ def images(engine: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
     """The example image, the intruder and two sleepers: name -> image id."""
     work = tmp_path_factory.mktemp("images")
     built = {"example": example_image.build()}
+    built["example rebuilt"] = example_image.build(  # the same manifest, another image
+        "circus-test/hu-histogram-rebuilt:1.0.0",
+        {**example_image.example_files(), "/rebuilt": INTRUDER},
+    )
     built["intruder"] = example_image.build(
         "circus-test/intruder:1.0.0",
         {"/intruder.py": INTRUDER, "/plugin.json": _manifest_file(work, "intruder", "1.0.0")},
@@ -113,8 +117,8 @@ def test_a_plugin_container_is_fenced_in_and_removed(
         in_dir, out_dir, scratch = _job_folders(tmp_path, job, "0.mhd")
         run_plugin(plugin, in_dir, out_dir, tmp_path / f"{job}.log", scratch)
         found = json.loads((out_dir / "results.json").read_text())["results"]["found"]
-        assert found["write its input"].startswith("refused"), found
-        assert found["delete its input"].startswith("refused"), found
+        assert found["write its input"] == "refused: Read-only file system", found
+        assert found["delete its input"] == "refused: Read-only file system", found
         assert (in_dir / "0.mhd").read_text() == "input\n"
         assert not (in_dir / "planted").exists()
         assert found["reach the network"].startswith("refused"), found
@@ -122,6 +126,7 @@ def test_a_plugin_container_is_fenced_in_and_removed(
         assert found["interfaces"] == ["lo"], found
         assert found["uid"] != 0, found
         assert int(str(found["effective capabilities"]), 16) == 0, found
+        assert int(str(found["bounding capabilities"]), 16) == 0, found  # none to regain
         assert found["no new privileges"] == "1", found
         assert found["left by an earlier run"] is False, found
         assert os.stat(out_dir / "results.json").st_uid == os.geteuid()  # given back
@@ -139,6 +144,29 @@ def test_a_container_past_its_time_out_is_killed_and_removed(
         run_plugin(plugin, in_dir, out_dir, tmp_path / "job-c.log", scratch)
     assert time.monotonic() - started < 60
     assert "sleeping" in (tmp_path / "job-c.log").read_text()
+    assert containers() == []
+
+
+def test_a_container_that_outlived_its_job_is_removed_before_the_next(
+    images: dict[str, str], tmp_path: Path
+) -> None:
+    """A flow process killed outright takes the ``docker run`` client with it, not the
+    container: the machine's next image job removes it (and only this machine's)."""
+    from circus_tasks.settings import get_settings
+
+    def started(machine: str) -> str:
+        label = f"{docker.LABEL}={machine}"
+        run = docker.docker("run", "--detach", "--label", label, images["sleeper 1.0.0"])
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    orphan, other = started(get_settings().machine), started("another-machine")
+    in_dir, out_dir, scratch = _job_folders(tmp_path, "job-d", "0.mhd")
+    run_plugin(_plugin(images["intruder"], tmp_path), in_dir, out_dir, tmp_path / "d.log", scratch)
+    left = containers()
+    assert not any(orphan.startswith(c) for c in left)
+    assert any(other.startswith(c) for c in left)
+    docker.docker("rm", "--force", other)
     assert containers() == []
 
 
@@ -193,20 +221,22 @@ def test_an_image_registered_as_circus_does_runs_through_a_worker(
             circus("plugins", "add", name)
         listed = circus("plugins").stdout
         assert re.search(r"hu-histogram-image@1\.0\.0.*yes", listed), listed
-        write_series(tmp_path / "series", make_volume(5))
-        uid = re.findall(r"[0-9.]{20,}", circus("import", str(tmp_path / "series")).stdout)[0]
+        uid = "1.2.826.0.1.3680043.8.498.4711"
+        write_series(tmp_path / "series", make_volume(5), series_uid=uid)
+        circus("import", str(tmp_path / "series"))
 
         results = {}
         for plugin in ("hu-histogram@1.0.0", example_image.PLUGIN_ID):
             submitted = circus("submit", plugin, uid, "--wait", "180").stdout
             assert ": finished" in submitted, submitted
             job_id = re.findall(r"Job (\S+) registered", submitted)[0]
-            results[plugin] = json.loads(circus("results", job_id).stdout.split("\n", 1)[1])
+            shown = circus("results", job_id).stdout.split("\n", 1)[1]
+            results[plugin] = json.JSONDecoder().raw_decode(shown)[0]
         assert results[example_image.PLUGIN_ID] == results["hu-histogram@1.0.0"]
         assert results["hu-histogram@1.0.0"]  # a real histogram, not two empty answers
 
         # the tag moves to another image: the job still names the one it ran
-        docker.docker("tag", images["intruder"], example_image.IMAGE)
+        docker.docker("tag", images["example rebuilt"], example_image.IMAGE)
         shown = circus("show", job_id).stdout
         assert f"Plug-in image: {images['example']}" in shown
         again = subprocess.run(
