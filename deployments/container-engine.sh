@@ -70,7 +70,9 @@ stop() {
   local pid dir
   [ -d "$1" ] || return 0
   dir="$(cd "$1" && pwd)"
-  if pid="$(cat "$dir/service.pid" 2>/dev/null)"; then
+  # only if that process is still the service (a stale file after a reboot names another)
+  if pid="$(cat "$dir/service.pid" 2>/dev/null)" \
+      && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "podman system service"; then
     kill -TERM -- "-$pid" 2>/dev/null
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL -- "-$pid" 2>/dev/null

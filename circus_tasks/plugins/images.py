@@ -40,7 +40,7 @@ def read_image_manifest(image_id: str) -> dict[str, object]:
     try:
         copied = _docker_bytes("cp", f"{container}:/{MANIFEST}", "-")
     finally:
-        engine.docker("rm", "--force", container)
+        engine.docker("rm", "--force", "--volumes", container)
     if copied is None:
         raise PluginError(
             f"Image {image_id} has no /{MANIFEST} at its root: a CIRCUS plug-in image carries "
@@ -62,14 +62,26 @@ def read_image_manifest(image_id: str) -> dict[str, object]:
 
 
 def _docker_bytes(*args: str) -> bytes | None:
-    done = subprocess.run(
+    """The client's output, read up to :data:`MAX_MANIFEST_BYTES` and a tar header or two;
+    ``None`` if it failed or said more."""
+    limit = MAX_MANIFEST_BYTES + 64 * 1024
+    with subprocess.Popen(
         ["docker", *args],
-        capture_output=True,
-        timeout=60,
-        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         env=engine.client_environment(),
-    )
-    return done.stdout if done.returncode == 0 else None
+    ) as client:
+        assert client.stdout is not None
+        data = client.stdout.read(limit + 1)
+        if len(data) > limit:
+            client.kill()
+            return None
+        try:
+            code = client.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            client.kill()
+            return None
+    return data if code == 0 else None
 
 
 def add_plugin_image(
@@ -111,9 +123,12 @@ def add_plugin_image(
     folder = get_settings().plugin_images_dir / manifest.plugin_id
     existing = folder / MANIFEST
     if existing.is_file():
-        before = json.loads(existing.read_text(encoding="utf-8"))
-        pinned = before.get("runner", {}).get("docker", {}).get("image")
-        if pinned != ident:
+        try:
+            before = json.loads(existing.read_text(encoding="utf-8"))
+            pinned = before["runner"]["docker"]["image"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pinned = None  # a broken registration is replaced
+        if pinned is not None and pinned != ident:
             raise PluginError(
                 f"{manifest.plugin_id} is already registered to image {pinned}; {image!r} is "
                 f"{ident}. A new image is a new version: raise 'version' in its /{MANIFEST}."

@@ -86,6 +86,8 @@ def run_plugin(
     env = plugin_environment(scratch)
     container = plugin.manifest.runner.docker is not None
     if container:
+        if reason := docker.unavailable_reason(plugin.manifest.runner):
+            raise PluginError(f"Plug-in {plugin.plugin_id} cannot run here: {reason}.")
         env = docker.client_environment(env)
         docker.remove_leftovers()
     make_read_only(in_dir)

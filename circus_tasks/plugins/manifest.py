@@ -29,14 +29,19 @@ class DockerRunner(BaseModel):
 
     image: str = Field(min_length=1, max_length=255, pattern=IMAGE_NAME)
     gpus: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_,=.\"-]+$", description='passed to "docker run --gpus"'
+        default=None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_,=.\"-]*$",
+        description='passed to "docker run --gpus"',
     )
     memory: str | None = Field(
         default=None, pattern=r"^\d+[bkmg]?$", description="memory limit, e.g. 4g (no swap)"
     )
     cpus: float | None = Field(default=None, gt=0, le=1024, description="CPU limit, e.g. 1.5")
     ref: str | None = Field(
-        default=None, description="the name the image was registered by (image is its id)"
+        default=None,
+        max_length=255,
+        pattern=IMAGE_NAME,
+        description="the name the image was registered by (image is its id)",
     )
 
 

@@ -1,19 +1,13 @@
 """Runs inside a plug-in container (tests/worker/test_image_plugins.py): tries the ways out of
-it and writes what happened to /circus/out/results.json. With a file ``sleep`` in its input it
-only sleeps (for the time-out and abort tests)."""
+it and writes what happened to /circus/out/results.json."""
 
 import json
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 
 IN, OUT = Path(sys.argv[1]), Path(sys.argv[2])
-if (IN / "sleep").exists():
-    print("sleeping", flush=True)
-    time.sleep(600)
-
 found: dict[str, object] = {}
 
 

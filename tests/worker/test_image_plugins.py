@@ -49,7 +49,9 @@ def engine() -> Iterator[str]:
     docker.engine_unavailable.cache_clear()
     try:
         yield host
-    finally:
+    finally:  # containers outlive the engine's API service
+        if left := containers():
+            docker.docker("rm", "--force", "--volumes", *left)
         subprocess.run([str(ENGINE), "stop", str(folder)], capture_output=True)
         os.environ.pop("DOCKER_HOST")
         if saved is not None:
@@ -121,8 +123,8 @@ def test_a_plugin_container_is_fenced_in_and_removed(
         assert found["delete its input"] == "refused: Read-only file system", found
         assert (in_dir / "0.mhd").read_text() == "input\n"
         assert not (in_dir / "planted").exists()
-        assert found["reach the network"].startswith("refused"), found
-        assert found["reach the host"].startswith("refused"), found
+        assert found["reach the network"] == "refused: Network is unreachable", found
+        assert found["reach the host"] == "refused: Network is unreachable", found
         assert found["interfaces"] == ["lo"], found
         assert found["uid"] != 0, found
         assert int(str(found["effective capabilities"]), 16) == 0, found
@@ -139,10 +141,8 @@ def test_a_container_past_its_time_out_is_killed_and_removed(
 ) -> None:
     plugin = _plugin(images["sleeper 1.0.0"], tmp_path, timeout=3)
     in_dir, out_dir, scratch = _job_folders(tmp_path, "job-c")
-    started = time.monotonic()
     with pytest.raises(PluginError, match="timed out after 3 s"):
         run_plugin(plugin, in_dir, out_dir, tmp_path / "job-c.log", scratch)
-    assert time.monotonic() - started < 60
     assert "sleeping" in (tmp_path / "job-c.log").read_text()
     assert containers() == []
 
@@ -151,16 +151,16 @@ def test_a_container_that_outlived_its_job_is_removed_before_the_next(
     images: dict[str, str], tmp_path: Path
 ) -> None:
     """A flow process killed outright takes the ``docker run`` client with it, not the
-    container: the machine's next image job removes it (and only this machine's)."""
-    from circus_tasks.settings import get_settings
+    container: the machine's next image job removes it (and only its home's)."""
 
-    def started(machine: str) -> str:
-        label = f"{docker.LABEL}={machine}"
+    def started(owner: str) -> str:
+        label = f"{docker.LABEL}={owner}"
         run = docker.docker("run", "--detach", "--label", label, images["sleeper 1.0.0"])
         assert run.returncode == 0, run.stderr
         return run.stdout.strip()
 
-    orphan, other = started(get_settings().machine), started("another-machine")
+    machine, _, home = docker.owner().partition("@")
+    orphan, other = started(docker.owner()), started(f"{machine}@another-home")
     in_dir, out_dir, scratch = _job_folders(tmp_path, "job-d", "0.mhd")
     run_plugin(_plugin(images["intruder"], tmp_path), in_dir, out_dir, tmp_path / "d.log", scratch)
     left = containers()
@@ -168,6 +168,26 @@ def test_a_container_that_outlived_its_job_is_removed_before_the_next(
     assert any(other.startswith(c) for c in left)
     docker.docker("rm", "--force", other)
     assert containers() == []
+
+
+def test_a_job_whose_image_or_engine_is_missing_fails_saying_which(
+    images: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = _plugin("sha256:" + "0" * 64, tmp_path)
+    in_dir, out_dir, scratch = _job_folders(tmp_path, "job-e", "0.mhd")
+    with pytest.raises(PluginError, match=r"image sha256:0+ .*is not on this machine: load it"):
+        run_plugin(gone, in_dir, out_dir, tmp_path / "e.log", scratch)
+    assert gone.unavailable_reason() is not None
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    docker.engine_unavailable.cache_clear()
+    try:
+        present = _plugin(images["intruder"], tmp_path)
+        with pytest.raises(PluginError, match=r"no container engine answers at unix://.*start one"):
+            run_plugin(present, in_dir, out_dir, tmp_path / "e.log", scratch)
+    finally:
+        docker.engine_unavailable.cache_clear()
+    assert not any(out_dir.iterdir())
 
 
 def test_registering_refuses_what_is_not_a_plugin_image(images: dict[str, str]) -> None:

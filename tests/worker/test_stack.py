@@ -165,6 +165,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def test_the_embedded_server_is_ours_with_sqlite_writes_waiting_their_turn(stack: Stack) -> None:
+    """``circus up`` starts the server through ``circus_tasks.worker.server`` (which makes its
+    SQLite transactions take the write lock at once: tests/worker/test_server.py)."""
+    pid = (stack.home / "run" / "server.pid").read_text().strip()
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"circus_tasks.worker.server" in command, command
+
+
 def test_up_gives_a_pool_of_the_previous_layout_the_current_command(stack: Stack) -> None:
     """A home made before the wings has a pool whose runs start ``circus_tasks.warm_client``;
     ``circus up`` sets today's command (the jobs of the next tests run with it)."""

@@ -8,6 +8,7 @@ names."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -30,7 +31,14 @@ FENCE = "no network, input read-only, no capabilities, not root, removed when it
 """How a plug-in's container is fenced in, in words."""
 
 LABEL = "circus.machine"
-"""The label that names the machine a container was started for."""
+"""The label that names the machine (and home) a container was started for."""
+
+
+def owner() -> str:
+    """This machine's name and which home it serves (two homes may share one engine)."""
+    settings = get_settings()
+    home = hashlib.sha256(str(settings.home.resolve()).encode()).hexdigest()[:12]
+    return f"{settings.machine}@{home}"
 
 
 def container_user() -> str:
@@ -44,10 +52,11 @@ def command_line(runner: Runner, folder: Path, in_dir: Path, out_dir: Path) -> l
     """``docker run`` of the job's container (removed when it ends)."""
     assert runner.docker is not None
     spec = runner.docker
-    line = ["docker", "run", "--rm", "--name", container_name(out_dir), "--network", "none"]
+    line = ["docker", "run", "--rm", "--pull", "never", "--name", container_name(out_dir)]
+    line += ["--network", "none"]
     line += ["--user", container_user(), "--cap-drop", "ALL"]
     line += ["--security-opt", "no-new-privileges", "--pids-limit", "4096"]
-    line += ["--label", f"{LABEL}={get_settings().machine}"]
+    line += ["--label", f"{LABEL}={owner()}"]
     line += ["-v", f"{in_dir}:/circus/in:ro", "-v", f"{out_dir}:/circus/out"]
     if spec.gpus:
         line += ["--gpus", spec.gpus]
@@ -78,15 +87,21 @@ def client_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the ``docker`` client (its output captured)."""
-    return subprocess.run(
-        ["docker", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=client_environment(),
-    )
+    """Run the ``docker`` client (its output captured); an engine that does not answer within
+    ``timeout`` s gives exit code 124 and says so."""
+    try:
+        return subprocess.run(
+            ["docker", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=client_environment(),
+        )
+    except subprocess.TimeoutExpired:
+        where = engine_host() or "the default socket"
+        message = f"the container engine at {where} did not answer within {timeout:g} s"
+        return subprocess.CompletedProcess(["docker", *args], 124, "", message)
 
 
 @lru_cache(maxsize=1)
@@ -95,10 +110,9 @@ def engine_unavailable() -> str | None:
     if shutil.which("docker") is None:
         return "no docker command on this machine (install Docker, or see README: Plug-ins)"
     where = engine_host() or "the default socket"
-    try:
-        info = docker("info", "--format", "{{.ServerVersion}}", timeout=15)
-    except subprocess.TimeoutExpired:
-        return f"the container engine at {where} does not answer (docker info timed out)"
+    info = docker("info", "--format", "{{.ServerVersion}}", timeout=15)
+    if info.returncode == 124:
+        return info.stderr
     if info.returncode != 0:
         return (
             f"no container engine answers at {where}: start one "
@@ -134,10 +148,10 @@ def remove_leftovers() -> None:
     """Remove this machine's containers that outlived their job (its flow process was killed
     with the ``docker run`` client): a machine runs one job at a time, so before a job starts,
     none of them belongs to a running job."""
-    found = docker("ps", "--all", "--quiet", "--filter", f"label={LABEL}={get_settings().machine}")
+    found = docker("ps", "--all", "--quiet", "--filter", f"label={LABEL}={owner()}")
     stale = found.stdout.split() if found.returncode == 0 else []
     if stale:
-        docker("rm", "--force", *stale)
+        docker("rm", "--force", "--volumes", *stale)
 
 
 def stop(out_dir: Path) -> None:
@@ -145,4 +159,4 @@ def stop(out_dir: Path) -> None:
     and ``--rm`` does not remove a container whose client was killed)."""
     name = container_name(out_dir)
     docker("kill", name)
-    docker("rm", "--force", name)
+    docker("rm", "--force", "--volumes", name)
