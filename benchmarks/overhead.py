@@ -8,13 +8,18 @@ Starts a Prefect server in a temporary CIRCUS_HOME, then:
    of a batch submitted at once;
 2. the peer: a plain three-task flow deployed on a ``prefect worker start --type process
    --limit 1`` with default settings (polling every 10 s); the same figures, from Prefect's
-   own flow run times.
-The last line starts with the ratio of jobs per minute.
+   own flow run times;
+3. the floor: the same three-task flow called in a loop in this (warm) process against the same
+   server: Prefect's own orchestration cost per run, with no worker and no process start.
+Each side runs ``--repeats`` times (default 3) and the medians are printed, with where our time
+per job goes (from the flow runs' states and our job rows). The last line starts with the ratio
+of our time per job to the floor's.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import signal
@@ -59,7 +64,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             pass
 
 
-def measure_ours(jobs: int, work: Path, env: dict[str, str]) -> tuple[list[float], float]:
+def measure_ours(
+    jobs: int, work: Path, env: dict[str, str]
+) -> tuple[list[float], float, dict[str, float]]:
     import numpy as np
 
     from circus_tasks.api import submit_job, wait_for_job
@@ -67,6 +74,7 @@ def measure_ours(jobs: int, work: Path, env: dict[str, str]) -> tuple[list[float
     from circus_tasks.store.importer import import_dicom
     from circus_tasks.testing.synthetic import write_series
 
+    work.mkdir(parents=True, exist_ok=True)
     write_series(work / "series", np.zeros((1, 8, 8), dtype=np.int16))
     (uid,) = import_dicom(work / "series").series_uids
     worker = start([str(BIN / "circus"), "worker", "--machine", "bench"], env, work / "ours.log")
@@ -84,26 +92,92 @@ def measure_ours(jobs: int, work: Path, env: dict[str, str]) -> tuple[list[float
         for job_id in ids:
             assert wait_for_job(job_id, 600).status == JobStatus.FINISHED
         per_minute = jobs / (time.monotonic() - began) * 60
+        breakdown = where_the_time_goes(ids)
     finally:
         stop(worker)
-    return latencies, per_minute
+    return latencies, per_minute, breakdown
 
 
-def measure_stock(jobs: int, work: Path, env: dict[str, str]) -> tuple[list[float], float]:
+STEPS = (
+    "submit to claim",
+    "claim to process start",
+    "process start to job start",
+    "job (three tasks)",
+    "job end to flow end",
+    "flow end to next claim",
+)
+"""Where a job's time goes, in order: the run claimed by the worker (Pending), the flow run's
+process running the flow (Running), our claim of the job (``started_at``), the job's three
+tasks (to ``finished_at``), the flow run's end (its final state), the next run claimed."""
+
+
+def where_the_time_goes(ids: list[str]) -> dict[str, float]:
+    """Median seconds of each step over a batch of jobs run one after another."""
+    from circus_tasks.api import get_job
+    from circus_tasks.orchestration.client import prefect_client
+
+    marks = []
+    with prefect_client() as client:
+        for job_id in ids:
+            job = get_job(job_id)
+            assert job is not None and job.flow_run_id and job.started_at and job.finished_at
+            states = client.read_flow_run_states(job.flow_run_id)
+
+            def first(kind: str, states: list = states) -> float:  # type: ignore[type-arg]
+                return min(s.timestamp.timestamp() for s in states if s.type.value == kind)
+
+            final = max(s.timestamp.timestamp() for s in states if s.is_final())
+            marks.append(
+                (
+                    job.created_at.timestamp(),
+                    first("PENDING"),
+                    first("RUNNING"),
+                    job.started_at.timestamp(),
+                    job.finished_at.timestamp(),
+                    final,
+                )
+            )
+    steps: dict[str, list[float]] = {step: [] for step in STEPS}
+    for index, mark in enumerate(marks):
+        for step, (a, b) in zip(STEPS[:5], itertools.pairwise(mark), strict=True):
+            steps[step].append(b - a)
+        if index + 1 < len(marks):
+            steps[STEPS[5]].append(marks[index + 1][1] - mark[5])
+    return {step: statistics.median(values) for step, values in steps.items() if values}
+
+
+def measure_floor(jobs: int) -> float:
+    """Seconds per run of the plain three-task flow called in a loop in this process."""
+    sys.path.insert(0, str(ROOT / "benchmarks" / "peer"))
+    from plain_flow import plain_three_tasks
+
+    plain_three_tasks()  # warm-up
+    began = time.monotonic()
+    for _ in range(jobs):
+        plain_three_tasks()
+    return (time.monotonic() - began) / jobs
+
+
+def measure_stock(
+    jobs: int, work: Path, env: dict[str, str], first: bool = True
+) -> tuple[list[float], float]:
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    subprocess.run(
-        [str(BIN / "prefect"), "work-pool", "create", "stock", "--type", "process"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    source = flow.from_source(str(ROOT / "benchmarks" / "peer"), "plain_flow.py:plain_three_tasks")
-    source.deploy(
-        name="plain", work_pool_name="stock", build=False, push=False, print_next_steps=False
-    )
+    if first:
+        subprocess.run(
+            [str(BIN / "prefect"), "work-pool", "create", "stock", "--type", "process"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        source = flow.from_source(
+            str(ROOT / "benchmarks" / "peer"), "plain_flow.py:plain_three_tasks"
+        )
+        source.deploy(
+            name="plain", work_pool_name="stock", build=False, push=False, print_next_steps=False
+        )
     stock_env = {k: v for k, v in env.items() if not k.startswith(("PREFECT_WORKER_", "CIRCUS_"))}
     worker = start(
         [
@@ -133,7 +207,7 @@ def measure_stock(jobs: int, work: Path, env: dict[str, str]) -> tuple[list[floa
     try:
         wait_done(run_deployment(name, timeout=0).id)  # warm-up
         latencies = []
-        for _ in range(max(5, jobs // 6)):
+        for _ in range(max(3, jobs // 3)):
             run = wait_done(run_deployment(name, timeout=0).id)
             latencies.append((run.start_time - run.created).total_seconds())  # type: ignore[attr-defined]
         began = time.monotonic()
@@ -149,6 +223,8 @@ def measure_stock(jobs: int, work: Path, env: dict[str, str]) -> tuple[list[floa
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--stock-jobs", type=int, default=10, help="the stock worker's batch")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="circus-overhead-"))
     port = free_port()
@@ -166,34 +242,50 @@ def main() -> int:
     if up.returncode != 0:
         print(up.stdout.decode(), up.stderr.decode())
         return 1
+    ours: list[tuple[list[float], float, dict[str, float]]] = []
+    stock: list[tuple[list[float], float]] = []
+    floor: list[float] = []
     try:
-        ours_latency, ours_rate = measure_ours(args.jobs, work, env)
-        stock_latency, stock_rate = measure_stock(args.jobs, work, env)
+        for repeat in range(args.repeats):
+            ours.append(measure_ours(args.jobs, work / f"ours-{repeat}", env))
+            floor.append(measure_floor(args.jobs))
+            stock.append(measure_stock(args.stock_jobs, work, env, first=repeat == 0))
     finally:
         subprocess.run([str(BIN / "circus"), "down"], env=env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{'':34} {'circus worker':>14} {'stock worker':>14}")
-    for label, ours, stock in (
-        (
-            "submit-to-processing median (s)",
-            statistics.median(ours_latency),
-            statistics.median(stock_latency),
-        ),
-        (
-            "submit-to-processing p95 (s)",
-            percentile(ours_latency, 0.95),
-            percentile(stock_latency, 0.95),
-        ),
-        ("jobs per minute", ours_rate, stock_rate),
-    ):
-        print(f"{label:34} {ours:14.2f} {stock:14.2f}")
-    print(
-        f"{ours_rate / stock_rate:.1f}x stock worker jobs/min (circus {ours_rate:.1f}/min vs "
-        f"stock {stock_rate:.1f}/min, {args.jobs} jobs each); submit-to-processing median "
-        f"{statistics.median(ours_latency):.2f} s (p95 {percentile(ours_latency, 0.95):.2f} s) "
-        f"vs {statistics.median(stock_latency):.2f} s"
-    )
+    report(args, ours, stock, floor)
     return 0
+
+
+def report(
+    args: argparse.Namespace,
+    ours: list[tuple[list[float], float, dict[str, float]]],
+    stock: list[tuple[list[float], float]],
+    floor: list[float],
+) -> None:
+    """Medians over the repeats: per job, latency, and where our time goes."""
+    med = statistics.median
+    our_job = med(60 / rate for _, rate, _ in ours)
+    stock_job = med(60 / rate for _, rate in stock)
+    floor_job = med(floor)
+    our_latency = med(med(lat) for lat, _, _ in ours)
+    stock_latency = med(med(lat) for lat, _ in stock)
+    print(f"medians of {args.repeats} runs; {args.jobs} jobs per batch ({args.stock_jobs} stock)")
+    print(f"{'':34} {'circus worker':>14} {'floor':>10} {'stock worker':>14}")
+    print(f"{'seconds per job':34} {our_job:14.2f} {floor_job:10.2f} {stock_job:14.2f}")
+    print(
+        f"{'submit-to-processing median (s)':34} {our_latency:14.2f} {'':>10} {stock_latency:14.2f}"
+    )
+    print("where our time per job goes (median s):")
+    for step in STEPS:
+        values = [b[step] for _, _, b in ours if step in b]
+        if values:
+            print(f"  {step:32} {med(values):8.2f}")
+    print(
+        f"{our_job / floor_job:.2f}x the in-process floor per job (circus {our_job:.2f} s, "
+        f"floor {floor_job:.2f} s, stock worker {stock_job:.2f} s = {stock_job / our_job:.1f}x "
+        f"ours); submit-to-processing median {our_latency:.2f} s (goals: <= 1.5x, <= 0.5 s)"
+    )
 
 
 if __name__ == "__main__":
