@@ -148,8 +148,15 @@ def where_the_time_goes(ids: list[str]) -> dict[str, float]:
 
 def measure_floor(jobs: int) -> float:
     """Seconds per run of the plain three-task flow called in a loop in this process."""
-    sys.path.insert(0, str(ROOT / "benchmarks" / "peer"))
-    from plain_flow import plain_three_tasks
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "plain_flow", ROOT / "benchmarks/peer/plain_flow.py"
+    )
+    assert spec is not None and spec.loader is not None
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    plain_three_tasks = peer.plain_three_tasks
 
     plain_three_tasks()  # warm-up
     began = time.monotonic()
