@@ -7,31 +7,25 @@ position and pixel data offset, see :mod:`circus_tasks.volume.stored`).
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pydicom
-from sqlmodel import Session, func, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
 
 from circus_tasks.db.engine import session_scope
 from circus_tasks.db.models import Image, Series
 from circus_tasks.home import sqlite_file
 from circus_tasks.settings import Settings, get_settings
-from circus_tasks.store.files import (
-    conflict_with_stored,
-    iter_files,
-    read_header,
-    series_geometry,
-    z_of,
-)
+from circus_tasks.store.files import conflict_with_stored, iter_files, read_header
+from circus_tasks.store.parsing import ParsedFile, RefusedFile, parse_files, stored_facts
 from circus_tasks.values import inside
-from circus_tasks.volume.parsed import stored_slice
-from circus_tasks.volume.stored import STORED_COLUMNS, StoredSlice
+from circus_tasks.volume.stored import STORED_COLUMNS
 
 
 @dataclass
@@ -77,25 +71,11 @@ def _add_missing_facts(image: Image) -> bool:
         ds = read_header(stored)
     except DicomImportError:
         return False  # pre-processing reports the problem when the file is used
-    facts = _stored_facts(ds, stored)
+    facts = stored_facts(ds, stored)
     columns = facts.stamped(stored).columns() if facts is not None else _no_facts(stored)
     for name, value in columns.items():
         setattr(image, name, value)
     return facts is not None
-
-
-def _stored_facts(ds: pydicom.Dataset, path: Path) -> StoredSlice | None:
-    """The slice's facts for pre-processing, or ``None`` when it must be parsed there.
-
-    A value pydicom cannot convert leaves the slice without facts: pre-processing then parses
-    it and reports the problem as it always did.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # as read_header: the file is already accepted
-            return stored_slice(ds, path)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
-        return None
 
 
 def working_files(settings: Settings) -> list[Path]:
@@ -126,8 +106,6 @@ def import_dicom(
     Returns:
         The import report.
     """
-    from circus_tasks.errors import DicomImportError
-
     settings = get_settings()
     report = ImportReport()
     store = settings.dicom_dir.resolve()
@@ -138,72 +116,89 @@ def import_dicom(
             report.problems.append(
                 (Path(raw), "CIRCUS_HOME's own database or working files: not DICOM, not opened")
             )
-    with session_scope() as session:
-        for path in iter_files(paths, skip=working):
-            if progress is not None:
-                progress(path)
-            try:
-                ds = read_header(path)
-            except DicomImportError as exc:
-                report.problems.append((path, str(exc)))
-                continue
-            series_uid = str(ds.SeriesInstanceUID)
-            sop_uid = str(ds.SOPInstanceUID)
-            report.series_uids.add(series_uid)
-            present = session.exec(
-                select(Image.id, Image.file_size, Image.series_uid, Image.path).where(
-                    Image.sop_instance_uid == sop_uid
-                )
-            ).first()
-            if present is not None:
-                image_id, file_size, stored_series, stored_path = present
-                conflict = conflict_with_stored(path, series_uid, stored_series, Path(stored_path))
-                if conflict:
-                    report.problems.append((path, conflict))
+    # SOP instance -> (series, stored file) of the images this import added
+    added: dict[str, tuple[str, Path]] = {}
+    series_rows: dict[str, Series] = {}
+    parsed = parse_files(iter_files(paths, skip=working))
+    with session_scope() as session, session.no_autoflush:
+        while chunk := list(itertools.islice(parsed, LOOKUP_BATCH)):
+            present = _present(session, [f.sop_uid for f in chunk if isinstance(f, ParsedFile)])
+            for file in chunk:
+                if progress is not None:
+                    progress(file.path)
+                if isinstance(file, RefusedFile):
+                    report.problems.append((file.path, file.problem))
                     continue
-                report.already_present += 1
-                if file_size is None:  # imported before facts were looked for: the full row
-                    image = session.get(Image, image_id)
-                    if image is not None and _add_missing_facts(image):
-                        session.add(image)
-                        report.facts_added += 1
-                continue
-            # Before series_geometry decodes every element: an element still undecoded is
-            # judged by the VR written in the file (e.g. UN, left out), as pre-processing does.
-            facts = _stored_facts(ds, path)
-            series = session.get(Series, series_uid)
-            if series is None:
-                series = Series(
-                    series_uid=series_uid,
-                    study_uid=str(ds.get("StudyInstanceUID", "")),
-                    patient_id=str(ds.get("PatientID", "")),
-                    modality=str(ds.get("Modality", "")),
-                    description=str(ds.get("SeriesDescription", "")),
-                    series_date=str(ds.get("SeriesDate", "") or ds.get("StudyDate", "")),
-                    **series_geometry(ds),
+                report.series_uids.add(file.series_uid)
+                if file.sop_uid in present or file.sop_uid in added:
+                    image_id, file_size, stored_series, stored_path = present.get(
+                        file.sop_uid, (None, 0, *added.get(file.sop_uid, ("", Path())))
+                    )
+                    conflict = conflict_with_stored(
+                        file.path, file.series_uid, stored_series, Path(stored_path)
+                    )
+                    if conflict:
+                        report.problems.append((file.path, conflict))
+                        continue
+                    report.already_present += 1
+                    if file_size is None:  # imported before facts were looked for
+                        image = session.get(Image, image_id)
+                        if image is not None and _add_missing_facts(image):
+                            session.add(image)
+                            report.facts_added += 1
+                    continue
+                if file.series_uid not in series_rows:
+                    row = session.get(Series, file.series_uid)
+                    if row is None:
+                        row = Series(series_uid=file.series_uid, **file.series)
+                        session.add(row)
+                        session.flush()
+                    series_rows[file.series_uid] = row
+                target = inside(store, settings.dicom_dir / file.series_uid / f"{file.sop_uid}.dcm")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_suffix(".part")
+                shutil.copyfile(file.path, partial)
+                os.replace(partial, target)
+                facts = file.facts
+                columns = (
+                    facts.stamped(target).columns() if facts is not None else _no_facts(target)
                 )
-                session.add(series)
-                session.flush()
-            target = inside(store, settings.dicom_dir / series_uid / f"{sop_uid}.dcm")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(".part")
-            shutil.copyfile(path, partial)
-            os.replace(partial, target)
-            columns = facts.stamped(target).columns() if facts is not None else _no_facts(target)
-            session.add(
-                Image(
-                    series_uid=series_uid,
-                    sop_instance_uid=sop_uid,
-                    instance_number=int(ds.InstanceNumber),
-                    z=z_of(ds),
-                    path=str(target),
-                    **columns,
+                session.add(
+                    Image(
+                        series_uid=file.series_uid,
+                        sop_instance_uid=file.sop_uid,
+                        instance_number=file.instance_number,
+                        z=file.z,
+                        path=str(target),
+                        **columns,
+                    )
                 )
-            )
-            report.imported += 1
+                added[file.sop_uid] = (file.series_uid, target)
+                report.imported += 1
         session.flush()
         _update_counts(session, report.series_uids)
     return report
+
+
+LOOKUP_BATCH = 256
+"""Files whose "already stored?" question goes to the database in one query."""
+
+
+def _present(session: Session, sop_uids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """Of these SOP instances, those stored already: UID -> (image id, file size, series,
+    path)."""
+    if not sop_uids:
+        return {}
+    columns: tuple[Any, ...] = (
+        Image.sop_instance_uid,
+        Image.id,
+        Image.file_size,
+        Image.series_uid,
+        Image.path,
+    )
+    query = sa.select(*columns).where(col(Image.sop_instance_uid).in_(sop_uids))
+    rows = session.exec(query)  # type: ignore[call-overload]  # sqlmodel types up to 4 columns
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def _update_counts(session: Session, series_uids: Iterable[str]) -> None:

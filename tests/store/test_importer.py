@@ -72,15 +72,58 @@ def test_real_pydicom_files_import(home: Path) -> None:
 def test_importing_a_folder_that_holds_circus_home_opens_none_of_its_working_files(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from circus_tasks.store import importer
+    from circus_tasks.store import parsing
     from circus_tasks.testing.synthetic import write_series
 
     write_series(home / "demo-data" / "s", make_volume(2))  # DICOM kept inside the home
     import_dicom(home / "demo-data")  # the database exists now
     assert (home / "circus.db").is_file()
     opened: list[Path] = []
-    real = importer.read_header
-    monkeypatch.setattr(importer, "read_header", lambda p: opened.append(p) or real(p))
+    real = parsing.read_header  # (fewer than PARALLEL_FROM files: read in this process)
+    monkeypatch.setattr(parsing, "read_header", lambda p: opened.append(p) or real(p))
     report = import_dicom(home.parent)
     assert opened and not [p for p in opened if p.name.startswith("circus.db")]
     assert report.already_present == 4 and not report.problems  # the demo data and the store
+
+
+def _rows() -> list[tuple[object, ...]]:
+    from sqlmodel import select
+
+    from circus_tasks.db.engine import session_scope
+    from circus_tasks.db.models import Image
+
+    with session_scope() as session:
+        images = session.exec(select(Image).order_by(Image.sop_instance_uid)).all()
+        return [
+            (i.sop_instance_uid, i.series_uid, i.instance_number, i.z, i.pixel_offset, i.header)
+            for i in images
+        ]
+
+
+def test_a_large_import_parsed_on_every_core_stores_what_one_core_does(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from circus_tasks.db.engine import reset_caches
+    from circus_tasks.store import parsing
+
+    source = tmp_path / "big"
+    write_series(source / "a", make_volume(40))
+    write_series(source / "b", make_volume(40))
+    (source / "junk.dcm").write_bytes(b"not DICOM")
+    shutil.copy(next((source / "a").iterdir()), source / "again.dcm")  # the same instance twice
+    assert 40 + 40 + 2 >= parsing.PARALLEL_FROM
+
+    report = import_dicom(source)
+    assert (report.imported, report.already_present, len(report.problems)) == (80, 1, 1)
+    assert "not a DICOM file" in report.problems[0][1]
+    parallel = _rows()
+    assert len(parallel) == 80 and all(row[4] is not None for row in parallel)
+
+    monkeypatch.setenv("CIRCUS_HOME", str(tmp_path / "one-core-home"))
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 10**9)
+    reset_caches()
+    again = import_dicom(source)
+    assert (again.imported, again.already_present, len(again.problems)) == (80, 1, 1)
+    assert _rows() == parallel

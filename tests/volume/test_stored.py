@@ -270,13 +270,15 @@ def test_importing_a_compressed_series_again_does_not_read_it_again(
     series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import circus_tasks.store.importer as importer
+    import circus_tasks.store.parsing as parsing
 
     uid = series_factory(slices=3, transfer_syntax=RLELossless)
     files, stored, _ = series_slices(uid)
     assert stored == [None, None, None]
     reads: list[Path] = []
-    real_read = importer.read_header
-    monkeypatch.setattr(importer, "read_header", lambda p: reads.append(p) or real_read(p))
+    real_read = parsing.read_header
+    for module in (importer, parsing):  # the import's own read, and a stored copy's
+        monkeypatch.setattr(module, "read_header", lambda p: reads.append(p) or real_read(p))
 
     report = import_dicom(files[0].parent)
 
