@@ -4,6 +4,7 @@ outside content, and text printed in a terminal. Each check gives the error a us
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -79,3 +80,10 @@ def inside(root: Path, path: Path) -> Path:
     if not resolved.is_relative_to(root.resolve()):
         raise InvalidValueError(f"{path} leaves {root}; nothing is written outside it.")
     return resolved
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -20,7 +20,6 @@ without importing pydicom (see :mod:`circus_tasks.volume.stored`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from circus_tasks.cli.deferred_imports import UNUSED_BY_PYDICOM_READING, deferre
 from circus_tasks.errors import CircusError
 from circus_tasks.store.ranges import AUTO, resolve_range
 from circus_tasks.store.slices import ImageRow, SeriesSlices, image_rows_from_sqlite, pick_slices
+from circus_tasks.values import usable_cpus
 from circus_tasks.volume.writer import VolumeInfo, write_volume
 
 
@@ -116,16 +116,9 @@ def run_volume(arguments: VolumeArguments) -> VolumeInfo:
             arguments.out_dir,
             0,
             include_private=arguments.include_private,
-            processes=min(2, _usable_cpus()),
+            processes=min(2, usable_cpus()),
             stored=slices.stored,
         )
-
-
-def _usable_cpus() -> int:
-    """CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def summary(info: VolumeInfo) -> str:

@@ -7,6 +7,7 @@ position and pixel data offset, see :mod:`circus_tasks.volume.stored`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -120,7 +121,7 @@ def import_dicom(
     added: dict[str, tuple[str, Path]] = {}
     series_rows: dict[str, Series] = {}
     parsed = parse_files(iter_files(paths, skip=working))
-    with session_scope() as session, session.no_autoflush:
+    with contextlib.closing(parsed), session_scope() as session, session.no_autoflush:
         while chunk := list(itertools.islice(parsed, LOOKUP_BATCH)):
             present = _present(session, [f.sop_uid for f in chunk if isinstance(f, ParsedFile)])
             for file in chunk:
@@ -146,6 +147,8 @@ def import_dicom(
                         if image is not None and _add_missing_facts(image):
                             session.add(image)
                             report.facts_added += 1
+                        # looked at now: the same instance again in this import is not
+                        present[file.sop_uid] = (image_id, 0, stored_series, stored_path)
                     continue
                 if file.series_uid not in series_rows:
                     row = session.get(Series, file.series_uid)

@@ -8,9 +8,9 @@ importing process copies the files and writes the rows, in order.
 from __future__ import annotations
 
 import multiprocessing
-import os
+import signal
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import pydicom
 
 from circus_tasks.errors import DicomImportError
 from circus_tasks.store.files import read_header, series_geometry, z_of
+from circus_tasks.values import usable_cpus
 from circus_tasks.volume.parsed import stored_slice
 from circus_tasks.volume.stored import StoredSlice
 
@@ -63,11 +64,19 @@ def stored_facts(ds: pydicom.Dataset, path: Path) -> StoredSlice | None:
 
 
 def parse_file(path: Path) -> ParsedFile | RefusedFile:
-    """Read one file as import does."""
-    try:
-        ds = read_header(path)
-    except DicomImportError as exc:
-        return RefusedFile(path, str(exc))
+    """Read one file as import does; a file that cannot be read is refused, naming why."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as read_header: pydicom's complaints are not ours
+        try:
+            return _parse(path)
+        except DicomImportError as exc:
+            return RefusedFile(path, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one odd file must not stop the import
+            return RefusedFile(path, f"unreadable DICOM ({type(exc).__name__}: {exc})")
+
+
+def _parse(path: Path) -> ParsedFile:
+    ds = read_header(path)
     # Before series_geometry decodes every element: an element still undecoded is judged by
     # the VR written in the file (e.g. UN, left out), as pre-processing does.
     facts = stored_facts(ds, path)
@@ -90,12 +99,21 @@ def parse_file(path: Path) -> ParsedFile | RefusedFile:
     )
 
 
-def parse_files(paths: Iterable[Path]) -> Iterator[ParsedFile | RefusedFile]:
-    """Each file read as import does, in the order given; on every core when there are many."""
+def _quiet_worker() -> None:
+    """A parsing worker leaves Ctrl-C to the importing process and prints no warnings (its
+    inherited streams may be a progress bar's)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.simplefilter("ignore")
+
+
+def parse_files(paths: Iterable[Path]) -> Generator[ParsedFile | RefusedFile, None, None]:
+    """Each file read as import does, in the order given; on every core when there are many
+    (where processes can be forked). Close the iterator to stop the workers early."""
     files = list(paths)
-    workers = min(len(os.sched_getaffinity(0)), 8)
-    if len(files) < PARALLEL_FROM or workers < 2:
+    workers = min(usable_cpus(), 8)
+    forkable = "fork" in multiprocessing.get_all_start_methods()
+    if len(files) < PARALLEL_FROM or workers < 2 or not forkable:
         yield from map(parse_file, files)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker) as pool:
         yield from pool.imap(parse_file, files, chunksize=16)

@@ -103,11 +103,21 @@ def _rows() -> list[tuple[object, ...]]:
 def test_a_large_import_parsed_on_every_core_stores_what_one_core_does(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import multiprocessing
+    import os
     import shutil
 
     from circus_tasks.db.engine import reset_caches
-    from circus_tasks.store import parsing
+    from circus_tasks.store import importer, parsing
 
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU here: the import parses on one core")
+    pools = []
+    real_context = multiprocessing.get_context
+    monkeypatch.setattr(
+        multiprocessing, "get_context", lambda *a: pools.append(a) or real_context(*a)
+    )
+    monkeypatch.setattr(importer, "LOOKUP_BATCH", 7)  # many chunks while the pool runs
     source = tmp_path / "big"
     write_series(source / "a", make_volume(40))
     write_series(source / "b", make_volume(40))
@@ -116,6 +126,7 @@ def test_a_large_import_parsed_on_every_core_stores_what_one_core_does(
     assert 40 + 40 + 2 >= parsing.PARALLEL_FROM
 
     report = import_dicom(source)
+    assert pools == [("fork",)]  # the files were parsed by a pool of workers
     assert (report.imported, report.already_present, len(report.problems)) == (80, 1, 1)
     assert "not a DICOM file" in report.problems[0][1]
     parallel = _rows()
@@ -125,5 +136,10 @@ def test_a_large_import_parsed_on_every_core_stores_what_one_core_does(
     monkeypatch.setattr(parsing, "PARALLEL_FROM", 10**9)
     reset_caches()
     again = import_dicom(source)
-    assert (again.imported, again.already_present, len(again.problems)) == (80, 1, 1)
+    assert pools == [("fork",)]  # no pool this time
+    assert (again.imported, again.already_present, again.problems) == (
+        report.imported,
+        report.already_present,
+        report.problems,
+    )
     assert _rows() == parallel
