@@ -140,7 +140,7 @@ class Soak:
         pid = int((Path(self.env["CIRCUS_HOME"]) / "run" / "server.pid").read_text())
         os.killpg(pid, signal.SIGKILL)
         time.sleep(5)
-        up = self.circus("up", "--no-worker", "--no-batch-worker")
+        up = self.circus("up", "--no-worker", "--no-batch-worker", "--no-engine")
         return f"back with circus up (exit {up.returncode})"
 
     def restart_postgres(self) -> str:
@@ -289,7 +289,7 @@ def run(
         "CIRCUS_PLUGINS_DIR": str(work / "plugins"),
     }
     soak = Soak(work, env, database)
-    up_args = ["up", "--no-worker", "--no-batch-worker"]
+    up_args = ["up", "--no-worker", "--no-batch-worker", "--no-engine"]  # no image plug-ins
     up = soak.circus(*up_args, *(["--postgres"] if database == "postgres" else []))
     if up.returncode != 0:
         raise SystemExit(f"circus up failed:\n{up.stdout}\n{up.stderr}")
