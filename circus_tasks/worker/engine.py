@@ -43,12 +43,6 @@ def stop() -> bool:
     if not (folder / "service.pid").exists():
         return False
     # this home's containers first: the engine's containers outlive its API service
-    listed = docker.docker(
-        "ps", "--all", "--format", f'{{{{.ID}}}} {{{{.Label "{docker.LABEL}"}}}}'
-    )
-    home = docker.owner().rpartition("@")[2]
-    ours = [line.split()[0] for line in listed.stdout.splitlines() if line.endswith(f"@{home}")]
-    if ours:
-        docker.docker("rm", "--force", "--volumes", *ours)
+    docker.remove_leftovers(every_machine=True)
     subprocess.run([str(SCRIPT), "stop", str(folder)], capture_output=True)
     return True

@@ -12,8 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from circus_tasks.plugins.runners import docker
 from circus_tasks.testing import example_image
 from circus_tasks.testing.synthetic import write_series
 from tests.conftest import make_volume
-from tests.worker.test_stack import CIRCUS, ROOT, free_port
+from tests.worker.test_stack import CIRCUS, ROOT, free_port, wait_until
 
 ENGINE = ROOT / "deployments" / "container-engine.sh"
 INTRUDER = Path(__file__).with_name("container_intruder.py")
@@ -203,15 +202,6 @@ def test_registering_refuses_what_is_not_a_plugin_image(images: dict[str, str]) 
     with pytest.raises(PluginError, match="has no /plugin.json"):
         add_plugin_image(stripped)
     assert containers() == []  # reading the manifest left no container
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.mark.prefect

@@ -43,8 +43,10 @@ def owner() -> str:
 
 def container_user() -> str:
     """Who the plug-in runs as: the sandbox's user under a root worker, else the worker's."""
-    uid = get_settings().sandbox_uid if os.geteuid() == 0 else os.geteuid()
-    gid = get_settings().sandbox_uid if os.geteuid() == 0 else os.getegid()
+    if os.geteuid() == 0:
+        uid = gid = get_settings().sandbox_uid
+    else:
+        uid, gid = os.geteuid(), os.getegid()
     return f"{uid}:{gid}"
 
 
@@ -144,12 +146,19 @@ def image_id(image: str) -> str | None:
     return ident if ident.startswith("sha256:") else f"sha256:{ident}"
 
 
-def remove_leftovers() -> None:
+def remove_leftovers(*, every_machine: bool = False) -> None:
     """Remove this machine's containers that outlived their job (its flow process was killed
     with the ``docker run`` client): a machine runs one job at a time, so before a job starts,
-    none of them belongs to a running job."""
-    found = docker("ps", "--all", "--quiet", "--filter", f"label={LABEL}={owner()}")
-    stale = found.stdout.split() if found.returncode == 0 else []
+    none of them belongs to a running job. ``every_machine``: those of every machine of this
+    home (when its engine stops)."""
+    listed = docker("ps", "--all", "--format", f'{{{{.ID}}}} {{{{.Label "{LABEL}"}}}}')
+    mine = owner()
+    home = "@" + mine.rpartition("@")[2]
+    stale = [
+        ident
+        for ident, _, label in (line.partition(" ") for line in listed.stdout.splitlines())
+        if label == mine or (every_machine and label.endswith(home))
+    ]
     if stale:
         docker("rm", "--force", "--volumes", *stale)
 
