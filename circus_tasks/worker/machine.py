@@ -16,7 +16,7 @@ from pathlib import Path
 from circus_tasks.orchestration.client import prefect_client
 from circus_tasks.plugins.sandbox import with_pdeathsig
 from circus_tasks.settings import PROJECT_DIR, get_settings
-from circus_tasks.worker.stack import child_env, prefect_exe, signal_group
+from circus_tasks.worker.stack import child_env, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ def run_worker(machine: str, poll_seconds: float) -> int:
     warm_socket = settings.run_dir / f"warm-{machine}-{os.getpid()}.sock"
     env = child_env(
         CIRCUS_MACHINE=machine,
-        PREFECT_WORKER_QUERY_SECONDS=str(poll_seconds),
         PREFECT_WORKER_PREFETCH_SECONDS="0",
         PREFECT_WORKER_HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
         CIRCUS_WARM_SOCKET=str(warm_socket),
@@ -44,9 +43,9 @@ def run_worker(machine: str, poll_seconds: float) -> int:
     commands = {
         "warm zygote": [sys.executable, "-m", "circus_tasks.worker.warm", str(warm_socket)],
         PREFECT_WORKER: [
-            prefect_exe(),
-            *("worker", "start", "--pool", settings.work_pool, "--type", "process"),
-            *("--name", f"circus-{machine}", "--limit", "1"),
+            *(sys.executable, "-m", "circus_tasks.worker.prefect_worker"),
+            *("--pool", settings.work_pool, "--name", f"circus-{machine}", "--limit", "1"),
+            *("--poll-seconds", str(poll_seconds)),
         ],
     }
 

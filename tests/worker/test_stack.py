@@ -57,10 +57,10 @@ class Stack:
         self.home = home
         self.workers: list[subprocess.Popen[bytes]] = []
 
-    def start_worker(self, machine: str, **extra: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, machine: str, poll: str = "1", **extra: str) -> subprocess.Popen[bytes]:
         log = (self.home / f"worker-{machine}-{len(self.workers)}.log").open("ab")
         process = subprocess.Popen(
-            [CIRCUS, "worker", "--machine", machine, "--poll", "1"],
+            [CIRCUS, "worker", "--machine", machine, "--poll", poll],
             env={**self.env, **extra},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -235,6 +235,21 @@ def test_twelve_jobs_two_machines_one_at_a_time_priority_first(
     assert by_claim[0].id in high_ids
     low_order = [j.id for j in by_claim if j.id not in high_ids]
     assert sum(a > b for a, b in zip(low_order, low_order[1:], strict=False)) <= 1  # FIFO
+
+
+def test_a_worker_takes_a_job_when_it_comes_not_at_its_timed_poll(
+    stack: Stack, series_uid: str
+) -> None:
+    """A worker whose timed poll is an hour away still takes a waiting job the moment its slot
+    frees, and a new job the moment it is submitted: our jobs table tells it when to ask."""
+    first, second = (submit_job(RECORD, [series_uid], force=True).id for _ in range(2))
+    stack.start_worker("machine-c", poll="3600", RECORD_SECONDS="0")
+    # the worker's first poll takes one job; the other was there already: only the freed slot
+    # tells the worker to ask again
+    assert {wait_for_job(job_id, 90).status for job_id in (first, second)} == {JobStatus.FINISHED}
+    later = submit_job(RECORD, [series_uid], force=True).id
+    assert wait_for_job(later, 60).status == JobStatus.FINISHED
+    stack.stop_workers()
 
 
 def test_cancel_racing_the_start_has_one_winner(stack: Stack, series_uid: str) -> None:
