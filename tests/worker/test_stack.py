@@ -352,7 +352,7 @@ def test_killed_flow_process_fails_the_job_and_the_machine_goes_on(
         60,
         "the Prefect worker and the zygote to be started again",
     )
-    assert any("worker start" in c for c in again.values()), again
+    assert any("circus_tasks.worker.prefect_worker" in c for c in again.values()), again
     assert any("circus_tasks.worker.warm" in c for c in again.values()), again
     done = wait_for_job(submit_job(RECORD, [series_uid], force=True).id, 120)
     assert done.status == JobStatus.FINISHED
