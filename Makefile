@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system demo test lint stop clean
+.PHONY: venv system demo test lint bench stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: venv
 # mostly wait, so they overlap with the rest
 test: venv lint
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# every benchmark, then one table of its goals (about half an hour; not part of `make test`)
+bench: venv
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 stop:
 	@if [ -x $(BIN)/circus ]; then $(BIN)/circus down; fi

@@ -1,21 +1,24 @@
-"""Submission and search at scale (issue 4, section 3), measured against their peers in one run.
+"""Submission at scale (issue 12, Done when 4), against Prefect's own floor in one run.
 
-(a) Submission: a real stack (Prefect server, work pool, deployments; no worker, so runs just
-    queue) in a temporary CIRCUS_HOME on a free port, once with the embedded server on SQLite
-    (the default) and once with the server and our tables on a throw-away PostgreSQL cluster
-    (production). ``submit_jobs`` registers a batch of jobs and creates their flow runs; the
-    peer is a plain ``run_deployment(name, timeout=0)`` per job on the same stack, and
-    ``submit_job`` one job at a time is shown beside them.
-(b) Search: the job table is filled with 100,000 jobs (bulk inserts, a spread of statuses,
-    plug-ins, series, users and patients); a page of ``list_jobs`` by each filter and the
-    duplicate check are timed, median and p95 over many calls.
+A real stack (Prefect server, work pool, deployments; no worker, so runs just queue) in a
+temporary CIRCUS_HOME on a free port, once with the embedded server on SQLite (the default) and
+once with the server and our tables on a throw-away PostgreSQL cluster (production). Every job
+gets its flow run at once (the dispatch window is off: the server's worst case).
+
+- ``submit_jobs`` of ``--submit`` jobs (register them, then create their runs) against the raw
+  bulk floor: the same runs (parameters, tags, idempotency keys) made with Prefect's client and
+  its bulk endpoint, 100 to a request, and nothing of ours. ``--repeats`` rounds, alternating
+  which goes first; medians per run.
+- Whether a run costs more as the queue grows: ``submit_jobs`` of 100 jobs with 100 to 300 runs
+  queued, then again once ``--deep`` runs are queued (filled with the floor's requests).
+- ``submit_jobs`` jobs per second on the embedded server, against 3x the 7 jobs/s issue 12
+  measured.
 
 Run from the project folder (after ``make test`` has built ``.venv``)::
 
-    .venv/bin/python benchmarks/scale.py
+    .venv/bin/python benchmarks/scale.py [--backend sqlite|postgres|both]
 
-The last line starts with the ratio against the peer (on SQLite). ``--no-stack`` skips part
-(a); ``--backend sqlite`` or ``--backend postgres`` runs it on one of them only.
+The last line gives each backend's ratios. Search at scale is ``benchmarks/search.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import shutil
 import socket
 import statistics
@@ -32,40 +34,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
 CIRCUS = str(Path(sys.executable).parent / "circus")
 PLUGIN = "hu-histogram@1.0.0"
-PAGE = 50
-GOAL_JOBS_PER_SECOND = 50.0
-GOAL_PAGE_MS = 50.0
-GOAL_DUPLICATE_MS = 10.0
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def timed_ms(call: Callable[[], Any], times: int) -> tuple[float, float]:
-    """Median and p95 in milliseconds of ``times`` calls (after one warm-up call)."""
-    call()
-    spent = []
-    for _ in range(times):
-        started = time.perf_counter()
-        call()
-        spent.append((time.perf_counter() - started) * 1000)
-    return statistics.median(spent), percentile(spent, 0.95)
 
 
 # --- (a) submission ---------------------------------------------------------------------------
@@ -84,241 +67,89 @@ def import_series(home: Path) -> str:
     return uid
 
 
-def bench_submission(home: Path, jobs: int, peer_jobs: int, single_jobs: int) -> dict[str, Any]:
-    from prefect.deployments import run_deployment
-    from sqlmodel import col, func, select
+def bulk_floor(count: int, tags: list[str], label: str) -> float:
+    """Prefect's own cost of the same runs: its client and its bulk endpoint, 100 runs to a
+    request, the same parameters, tags, idempotency keys and Scheduled state as ours, the
+    deployment read once; nothing of ours (no tables, no window). Seconds."""
+    from prefect.client.orchestration import get_client
 
-    from circus_tasks.api import JobRequest, submit_job, submit_jobs
-    from circus_tasks.db.engine import session_scope
-    from circus_tasks.db.models import Job
-    from circus_tasks.jobs.registration import register_jobs
     from circus_tasks.settings import get_settings
 
+    started = time.perf_counter()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(get_settings().deployment)
+        now = datetime.now(UTC).isoformat()
+        bodies = [
+            {
+                "name": f"{label}-{n:05d}",
+                "parameters": {"job_id": f"{label}-{n:05d}"},
+                "tags": tags,
+                "idempotency_key": f"{label}-{n:05d}",
+                "state": {
+                    "type": "SCHEDULED",
+                    "name": "Scheduled",
+                    "state_details": {"scheduled_time": now},
+                },
+            }
+            for n in range(count)
+        ]
+        for start in range(0, count, 100):
+            response = client.request(
+                "POST",
+                "/deployments/{id}/create_flow_run/bulk",  # type: ignore[arg-type]
+                path_params={"id": deployment.id},
+                json=bodies[start : start + 100],
+            )
+            statuses = {r["status"] for r in response.json()["results"]}
+            assert statuses == {"CREATED"}, response.json()["results"][:2]
+    return time.perf_counter() - started
+
+
+def bench_submission(home: Path, jobs: int, deep: int, rounds: int) -> dict[str, Any]:
+    """Ours against the floor, ``rounds`` times each in alternating order (the queue grows by
+    both alike); then 100 jobs at a time with 100 and with ``deep`` runs queued. Every job gets
+    its run at once (the dispatch window is off): the worst case for the server."""
+    from prefect.client.orchestration import get_client
+
+    from circus_tasks.api import JobRequest, submit_jobs
+
     uid = import_series(home)
-    deployment = get_settings().deployment
     request = JobRequest(PLUGIN, [uid], force=True, user="bench")
 
-    # warm up both paths once: imports, first connection, queue creation
-    submit_jobs([request] * 2)
-    run_deployment(deployment, parameters={"job_id": "peer-warm-up"}, timeout=0)
+    def ours(count: int) -> float:
+        started = time.perf_counter()
+        outcomes = submit_jobs([request] * count)
+        seconds = time.perf_counter() - started
+        runs = [o.flow_run_id for o in outcomes if not isinstance(o, Exception)]
+        assert len(runs) == count and all(runs), [o for o in outcomes if isinstance(o, Exception)]
+        return seconds
 
-    # The peer goes first, on the fresh server: later paths find more queued runs, which the
-    # server's late-runs service keeps marking Late (SQLite writes that compete with theirs),
-    # so this order is the conservative one for ours.
-    started = time.perf_counter()
-    for n in range(peer_jobs):
-        run_deployment(deployment, parameters={"job_id": f"peer-{n:04d}"}, timeout=0)
-    peer_seconds = time.perf_counter() - started
+    # warm up both paths once: imports, first connection, queue creation; the floor's runs
+    # carry the tags ours do
+    (warm,) = submit_jobs([request])
+    assert not isinstance(warm, Exception) and warm.flow_run_id
+    with get_client(sync_client=True) as client:
+        tags = list(client.read_flow_run(UUID(warm.flow_run_id)).tags)
+    bulk_floor(2, tags, "floor-warm")
 
-    started = time.perf_counter()
-    for _ in range(single_jobs):
-        submit_job(PLUGIN, [uid], force=True, user="bench")
-    single_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    with session_scope() as session:
-        registered = register_jobs([request] * jobs, session=session)
-    register_seconds = time.perf_counter() - started
-    assert all(not isinstance(o, Exception) for o in registered)
-
-    started = time.perf_counter()
-    outcomes = submit_jobs([request] * jobs)
-    batch_seconds = time.perf_counter() - started
-    ids = [o.id for o in outcomes if not isinstance(o, Exception)]
-    assert len(ids) == jobs, [o for o in outcomes if isinstance(o, Exception)][:3]
-    with session_scope() as session:
-        dispatched = session.exec(
-            select(func.count())
-            .select_from(Job)
-            .where(col(Job.id).in_(ids), col(Job.flow_run_id).is_not(None))
-        ).one()
-
+    shallow_ours = [ours(100) / 100 for _ in range(rounds)]  # 1 to 300 runs queued
+    paired: dict[str, list[float]] = {"ours": [], "floor": []}
+    for n in range(rounds):
+        order = ["floor", "ours"] if n % 2 == 0 else ["ours", "floor"]
+        for side in order:
+            seconds = ours(jobs) if side == "ours" else bulk_floor(jobs, tags, f"floor{n}")
+            paired[side].append(seconds / jobs)
+    queued = 1 + 100 * rounds + 2 * jobs * rounds
+    if deep > queued:
+        bulk_floor(deep - queued, tags, "fill")
+    deep_ours = [ours(100) / 100 for _ in range(rounds)]
     return {
         "jobs": jobs,
-        "dispatched": dispatched,
-        "register_per_s": jobs / register_seconds,
-        "batch_per_s": jobs / batch_seconds,
-        "single_jobs": single_jobs,
-        "single_per_s": single_jobs / single_seconds,
-        "peer_jobs": peer_jobs,
-        "peer_per_s": peer_jobs / peer_seconds,
-    }
-
-
-# --- (b) search -------------------------------------------------------------------------------
-
-STATUS_WEIGHTS = {
-    "finished": 85,
-    "failed": 6,
-    "cancelled": 3,
-    "invalidated": 2,
-    "in_queue": 3,
-    "processing": 1,
-}
-
-
-def fill_jobs(count: int, rng: random.Random) -> dict[str, list[Any]]:
-    """Bulk-insert ``count`` jobs (and the series they use) through SQLAlchemy core.
-
-    5,000 patients with 3 series each; 12 plug-ins and 200 users with skewed use; one job in
-    ten takes two series of one patient; ids are ULIDs spread over a year, oldest first.
-    """
-    from sqlalchemy import insert
-    from ulid import ULID
-
-    from circus_tasks.db.engine import get_engine
-    from circus_tasks.db.models import Job, JobSeries, Series
-    from circus_tasks.statuses import JobStatus
-
-    patients = [f"PAT{n:05d}" for n in range(5000)]
-    series_of = {
-        p: [f"1.2.826.0.1.3680043.99.{n}.{k}" for k in range(3)] for n, p in enumerate(patients)
-    }
-    plugins = [f"cad-{n:02d}@1.0.0" for n in range(12)]
-    plugin_weights = [1 / (n + 1) for n in range(len(plugins))]
-    users = [f"user{n:03d}@example.org" for n in range(200)]
-    user_weights = [1 / (n + 1) ** 0.7 for n in range(len(users))]
-    statuses = [JobStatus(s) for s in STATUS_WEIGHTS]
-    status_weights = list(STATUS_WEIGHTS.values())
-    now = datetime.now(UTC)
-    series_rows = [
-        {
-            "series_uid": uid,
-            "study_uid": f"{uid}.0",
-            "patient_id": patient,
-            "modality": "CT",
-            "description": "bench",
-            "series_date": "20260101",
-            "image_count": 120,
-            "orientation": "axial",
-            "attributes": [],
-            "created_at": now,
-        }
-        for patient, uids in series_of.items()
-        for uid in uids
-    ]
-    engine = get_engine()
-    with engine.begin() as connection:
-        connection.execute(insert(Series.__table__), series_rows)  # type: ignore[attr-defined]
-    start = now - timedelta(days=365)
-    step = timedelta(days=365) / count
-    used: dict[str, list[Any]] = {"signature": []}
-    chunk = 10_000
-    for first in range(0, count, chunk):
-        jobs, entries = [], []
-        for n in range(first, min(count, first + chunk)):
-            created = start + step * n
-            job_id = str(ULID.from_datetime(created)).lower()
-            patient = rng.choice(patients)
-            picked = rng.sample(series_of[patient], 2 if rng.random() < 0.1 else 1)
-            plugin = rng.choices(plugins, plugin_weights)[0]
-            signature = "|".join(f"{uid}:1:120:1" for uid in picked)
-            jobs.append(
-                {
-                    "id": job_id,
-                    "plugin_id": plugin,
-                    "user": rng.choices(users, user_weights)[0],
-                    "priority": 0,
-                    "status": rng.choices(statuses, status_weights)[0],
-                    "signature": signature,
-                    "created_at": created,
-                    "updated_at": created,
-                }
-            )
-            entries += [
-                {
-                    "job_id": job_id,
-                    "position": k,
-                    "series_uid": uid,
-                    "start": 1,
-                    "end": 120,
-                    "delta": 1,
-                }
-                for k, uid in enumerate(picked)
-            ]
-            if n % 97 == 0:
-                used["signature"].append((plugin, signature))
-        with engine.begin() as connection:
-            connection.execute(insert(Job.__table__), jobs)  # type: ignore[attr-defined]
-            connection.execute(insert(JobSeries.__table__), entries)  # type: ignore[attr-defined]
-    used["plugin"] = plugins
-    used["user"] = users[:50]
-    used["status"] = statuses
-    used["patient"] = patients
-    used["series"] = [uid for uids in series_of.values() for uid in uids]
-    return used
-
-
-def query_plans() -> dict[str, str]:
-    """SQLite's plan for each filter's page query, as ``list_jobs`` sends it."""
-    from sqlalchemy import event
-
-    from circus_tasks.api import list_jobs
-    from circus_tasks.db.engine import get_engine
-
-    engine = get_engine()
-    if engine.dialect.name != "sqlite":
-        return {}
-    filters = {
-        "status": {"status": "failed"},
-        "plug-in": {"plugin_id": "cad-03@1.0.0"},
-        "series": {"series_uid": "1.2.826.0.1.3680043.99.7.1"},
-        "user": {"user": "user007@example.org"},
-        "patient": {"patient_id": "PAT00007"},
-    }
-    plans = {}
-    for name, kwargs in filters.items():
-        seen: list[tuple[str, Any]] = []
-
-        def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-            seen.append((statement, parameters))  # noqa: B023
-
-        event.listen(engine, "before_cursor_execute", keep)
-        try:
-            list_jobs(limit=PAGE, **kwargs)  # type: ignore[arg-type]
-        finally:
-            event.remove(engine, "before_cursor_execute", keep)
-        statement, parameters = seen[0]
-        with engine.connect() as connection:
-            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            plans[name] = "; ".join(str(row[3]) for row in rows)
-    return plans
-
-
-def bench_search(count: int, calls: int) -> dict[str, Any]:
-    from circus_tasks.api import list_jobs
-    from circus_tasks.db.engine import session_scope
-    from circus_tasks.jobs.duplicates import find_duplicates
-
-    rng = random.Random(4)
-    started = time.perf_counter()
-    used = fill_jobs(count, rng)
-    fill_seconds = time.perf_counter() - started
-
-    def page(kind: str, argument: str) -> Callable[[], Any]:
-        return lambda: list_jobs(limit=PAGE, **{argument: rng.choice(used[kind])})
-
-    timings = {
-        "status": timed_ms(page("status", "status"), calls),
-        "plug-in": timed_ms(page("plugin", "plugin_id"), calls),
-        "series": timed_ms(page("series", "series_uid"), calls),
-        "user": timed_ms(page("user", "user"), calls),
-        "patient": timed_ms(page("patient", "patient_id"), calls),
-        "newest (no filter)": timed_ms(lambda: list_jobs(limit=PAGE), calls),
-    }
-
-    def duplicate_check() -> None:
-        plugin, signature = rng.choice(used["signature"])
-        with session_scope() as session:
-            find_duplicates(plugin, signature, session=session)
-
-    duplicate = timed_ms(duplicate_check, calls)
-    return {
-        "count": count,
-        "fill_seconds": fill_seconds,
-        "pages": timings,
-        "duplicate": duplicate,
-        "plans": query_plans(),
+        "deep": deep,
+        "ours_per_run": statistics.median(paired["ours"]),
+        "floor_per_run": statistics.median(paired["floor"]),
+        "shallow_per_run": statistics.median(shallow_ours),
+        "deep_per_run": statistics.median(deep_ours),
     }
 
 
@@ -329,63 +160,63 @@ BACKENDS = {
     "sqlite": "embedded server, SQLite (the default)",
     "postgres": "server on PostgreSQL (production)",
 }
+GOAL_FLOOR_RATIO = 1.2
+GOAL_DEEP_RATIO = 1.2
+GOAL_JOBS_PER_SECOND = 21.0  # 3x the 7 jobs/s issue 12 measured on the embedded server
 
 
-def report(submissions: dict[str, dict[str, Any]], search: dict[str, Any], calls: int) -> None:
+def report(submissions: dict[str, dict[str, Any]], rounds: int) -> None:
+    from benchmarks.table import record
+
     print()
-    for backend, submission in submissions.items():
-        print(f"Submission into a running stack, {BACKENDS[backend]} (no worker: runs queue)")
-        rows = [
-            ("path", "jobs", "jobs/s"),
-            ("register_jobs only (no flow runs)", submission["jobs"], submission["register_per_s"]),
-            ("submit_jobs (one batch)", submission["jobs"], submission["batch_per_s"]),
-            (
-                "submit_job (one call per job)",
-                submission["single_jobs"],
-                submission["single_per_s"],
-            ),
-            (
-                "run_deployment(timeout=0) per job (peer)",
-                submission["peer_jobs"],
-                submission["peer_per_s"],
-            ),
-        ]
-        for label, jobs, rate in rows:
-            shown = rate if isinstance(rate, str) else f"{rate:.1f}"
-            print(f"  {label:<42} {jobs:>6} {shown:>8}")
-        print(f"  flow runs created for the batch: {submission['dispatched']}/{submission['jobs']}")
-        print()
-    print(
-        f"Search with {search['count']:,} jobs (filled in {search['fill_seconds']:.1f} s); "
-        f"page of {PAGE}, {calls} calls each"
-    )
-    print(f"  {'query':<28} {'median ms':>10} {'p95 ms':>8}")
-    for name, (median, p95) in search["pages"].items():
-        print(f"  {'list_jobs by ' + name:<28} {median:>10.2f} {p95:>8.2f}")
-    median, p95 = search["duplicate"]
-    print(f"  {'duplicate check':<28} {median:>10.2f} {p95:>8.2f}")
-    if search["plans"]:
-        print()
-        print("SQLite query plans of the page queries")
-        for name, plan in search["plans"].items():
-            print(f"  {name:<8} {plan}")
-    print()
-    filtered = [m for name, (m, _) in search["pages"].items() if "no filter" not in name]
-    worst_page = max(filtered)
-    dup = search["duplicate"][0]
-    search_part = (
-        f"list_jobs page median <= {worst_page:.1f} ms; duplicate check median {dup:.2f} ms"
-    )
-    if submissions:
-        first = next(iter(submissions.values()))
-        ratio = first["batch_per_s"] / first["peer_per_s"]
-        rates = ", ".join(
-            f"{b} {r['batch_per_s']:.0f}/s vs {r['peer_per_s']:.1f}/s"
-            for b, r in submissions.items()
+    print(f"Submission into a running stack (no worker: runs queue); medians of {rounds}")
+    head = f"  {'':34} {'ours ms/run':>12} {'yardstick':>10} {'ratio':>7}  goal"
+    lines = []
+    for backend, r in submissions.items():
+        floor_ratio = r["ours_per_run"] / r["floor_per_run"]
+        deep_ratio = r["deep_per_run"] / r["shallow_per_run"]
+        rate = 1 / r["ours_per_run"]
+        print(f"{BACKENDS[backend]}")
+        print(head)
+        print(
+            f"  {'submit_jobs vs raw bulk floor':34} {r['ours_per_run'] * 1000:12.1f} "
+            f"{r['floor_per_run'] * 1000:10.1f} {floor_ratio:6.2f}x  <= {GOAL_FLOOR_RATIO}x"
         )
-        print(f"{ratio:.1f}x run_deployment jobs/s (submit_jobs {rates}); {search_part}")
-    else:
-        print(f"(no stack) {search_part}")
+        print(
+            f"  {'100 jobs: ' + format(r['deep'], ',') + ' vs 100 queued':34} "
+            f"{r['deep_per_run'] * 1000:12.1f} {r['shallow_per_run'] * 1000:10.1f} "
+            f"{deep_ratio:6.2f}x  <= {GOAL_DEEP_RATIO}x"
+        )
+        goal = f"goal >= {GOAL_JOBS_PER_SECOND:.0f}"
+        print(f"  submit_jobs of {r['jobs']}: {rate:.1f} jobs/s ({goal})")
+        print()
+        record(
+            f"submit_jobs per run vs raw bulk floor ({backend})",
+            f"{r['ours_per_run'] * 1000:.1f} ms",
+            f"{r['floor_per_run'] * 1000:.1f} ms",
+            f"{floor_ratio:.2f}x",
+            f"<= {GOAL_FLOOR_RATIO}x",
+            floor_ratio <= GOAL_FLOOR_RATIO,
+        )
+        record(
+            f"per run with {r['deep']:,} vs 100 queued ({backend})",
+            f"{r['deep_per_run'] * 1000:.1f} ms",
+            f"{r['shallow_per_run'] * 1000:.1f} ms",
+            f"{deep_ratio:.2f}x",
+            f"<= {GOAL_DEEP_RATIO}x",
+            deep_ratio <= GOAL_DEEP_RATIO,
+        )
+        if backend == "sqlite":
+            record(
+                "submit_jobs jobs/s, embedded server",
+                f"{rate:.1f}/s",
+                "7/s (issue 12)",
+                f"{rate / 7:.1f}x",
+                ">= 3x",
+                rate >= GOAL_JOBS_PER_SECOND,
+            )
+        lines.append(f"{backend} {floor_ratio:.2f}x floor, {deep_ratio:.2f}x deep, {rate:.0f}/s")
+    print("submit_jobs: " + "; ".join(lines))
 
 
 def submission_child(args: argparse.Namespace) -> None:
@@ -394,11 +225,14 @@ def submission_child(args: argparse.Namespace) -> None:
     home = Path(os.environ["CIRCUS_HOME"])
     try:
         up = subprocess.run(
-            [CIRCUS, "up", "--no-worker"], cwd=PROJECT, capture_output=True, text=True
+            [CIRCUS, "up", "--no-worker", "--no-batch-worker", "--no-engine"],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
         )
         if up.returncode != 0:
             raise SystemExit(f"circus up failed:\n{up.stdout}\n{up.stderr}")
-        result = bench_submission(home, args.submit, args.peer, args.single)
+        result = bench_submission(home, args.submit, args.deep, args.repeats)
     finally:
         subprocess.run([CIRCUS, "down"], cwd=PROJECT, capture_output=True)
     print("RESULT " + json.dumps(result), flush=True)
@@ -422,8 +256,8 @@ def run_submission(backend: str, root: Path, args: argparse.Namespace) -> dict[s
         "CIRCUS_DISPATCH_WINDOW": "10000000",
     }
     command = [sys.executable, __file__, "--submission-child", backend]
-    command += ["--submit", str(args.submit), "--single", str(args.single)]
-    command += ["--peer", str(args.peer)]
+    command += ["--submit", str(args.submit), "--deep", str(args.deep)]
+    command += ["--repeats", str(args.repeats)]
     print(f"Submission on {BACKENDS[backend]}: stack on port {port} in {home} ...", flush=True)
     with contextlib.ExitStack() as stack:
         if backend == "postgres":
@@ -445,19 +279,16 @@ def main() -> None:
     from circus_tasks.testing.postgres import available
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=100_000, help="jobs in the table for (b)")
-    parser.add_argument("--submit", type=int, default=500, help="jobs in the submit_jobs batch")
-    parser.add_argument("--single", type=int, default=30, help="jobs through submit_job")
-    parser.add_argument("--peer", type=int, default=100, help="jobs through run_deployment")
-    parser.add_argument("--calls", type=int, default=50, help="calls per search timing")
+    parser.add_argument("--submit", type=int, default=500, help="jobs per submit_jobs round")
+    parser.add_argument("--deep", type=int, default=5000, help="runs queued for the deep case")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of each measure")
     parser.add_argument(
         "--backend",
         choices=["sqlite", "postgres", "both"],
         default="both" if available() else "sqlite",
-        help="the Prefect server's database for (a); default both (postgres if PostgreSQL's "
-        "server programs are on the PATH)",
+        help="the Prefect server's database; default both (postgres if PostgreSQL's server "
+        "programs are on the PATH)",
     )
-    parser.add_argument("--no-stack", action="store_true", help="skip (a): no Prefect server")
     parser.add_argument("--submission-child", choices=list(BACKENDS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.submission_child:
@@ -465,24 +296,15 @@ def main() -> None:
         return
 
     root = Path(tempfile.mkdtemp(prefix="circus-scale-"))
-    home = root / "home"
-    # before anything imports circus_tasks, which reads these once
-    os.environ.update(CIRCUS_HOME=str(home), PREFECT_LOGGING_LEVEL="WARNING")
     os.environ.pop("CIRCUS_DATABASE_URL", None)
     os.environ.pop("CIRCUS_PLUGINS_DIR", None)
     submissions: dict[str, dict[str, Any]] = {}
     try:
-        if not args.no_stack:
-            backends = list(BACKENDS) if args.backend == "both" else [args.backend]
-            for backend in backends:
-                submissions[backend] = run_submission(backend, root, args)
-        print(f"Filling the job table with {args.jobs:,} jobs ...", flush=True)
-        search = bench_search(args.jobs, args.calls)
-        report(submissions, search, args.calls)
+        backends = list(BACKENDS) if args.backend == "both" else [args.backend]
+        for backend in backends:
+            submissions[backend] = run_submission(backend, root, args)
+        report(submissions, args.repeats)
     finally:
-        from circus_tasks.db.engine import reset_caches
-
-        reset_caches()
         shutil.rmtree(root, ignore_errors=True)
 
 
