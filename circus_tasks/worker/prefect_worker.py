@@ -15,7 +15,10 @@ read; it asks Prefect's server for runs only when
 - ``poll_seconds`` passed since its last poll (runs our table does not show: a job restarted
   with a new run, a run scheduled for later, a database that does not answer),
 
-and never while its slot is taken (the server's answer could not be used). Run as ``python -m
+and never while its slot is taken (the server's answer could not be used). Between the claim
+(Pending) and the start it also asks less: a deployment read in the last few seconds and a flow
+read before are not read again, the worker's labels and the "Submitting" state are sent beside
+the start instead of before it, and the warm client starts without the site-packages scan. Run as ``python -m
 circus_tasks.worker.prefect_worker --pool P --name N --limit 1 --poll-seconds S``.
 """
 
@@ -116,6 +119,23 @@ class CircusWorker(ProcessWorker):
             return []
         self._last_poll, self._owed = time.monotonic(), False
         return await super().get_and_submit_flow_runs()
+
+    async def _give_worker_labels_to_flow_run(self, flow_run_id: Any) -> None:
+        # for the UI: sent beside the run's start, not before it
+        async def label() -> None:
+            try:
+                await ProcessWorker._give_worker_labels_to_flow_run(self, flow_run_id)
+            except Exception:  # noqa: BLE001 - a label is not worth a run
+                log.warning("could not label flow run %s", flow_run_id, exc_info=True)
+
+        assert self._runs_task_group is not None
+        self._runs_task_group.start_soon(label)
+
+    async def _propose_submitting_state(self, flow_run: Any) -> None:
+        # Pending "Submitting", beside the start too: the server refuses it once the run is
+        # Running (no step back to a Pending state), and Prefect's own call ignores a refusal
+        assert self._runs_task_group is not None
+        self._runs_task_group.start_soon(ProcessWorker._propose_submitting_state, self, flow_run)
 
     async def setup(self) -> None:
         await super().setup()
