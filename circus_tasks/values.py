@@ -15,8 +15,18 @@ UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 UID_LENGTH = 64
 MAX_NUMBER = 2**31 - 1
 """The largest image number (an IS value) and range bound."""
-LIMITS = {"user": 200, "reason": 2000, "plugin_id": 200, "name": 200}
-"""The longest user name, reason, plug-in id and batch name taken."""
+LIMITS = {
+    "user": 200,
+    "reason": 2000,
+    "plugin_id": 200,
+    "name": 200,
+    "series_uid": UID_LENGTH,
+    "patient_id": 200,
+    "status": 20,
+    "job id": 26,
+}
+"""The longest user name, reason, plug-in id, batch name, series UID, patient ID, job status
+and job id taken."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 

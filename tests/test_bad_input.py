@@ -219,6 +219,9 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str]] = [
     ("cancel by a long user", lambda w: cancel_job(w.queued, user="u" * 300), InvalidValueError, "at most 200"),
     ("page limit", lambda w: list_jobs(limit=-1), InvalidValueError, "limit -1 is out of bounds"),
     ("status unknown", lambda w: list_jobs(status="bogus"), ValueError, "bogus"),
+    ("status a number", lambda w: list_jobs(status=3), InvalidValueError, "status must be text"),  # type: ignore[arg-type]
+    ("page cursor too long", lambda w: list_jobs(before="x" * 30), InvalidValueError, "at most 26"),
+    ("page series too long", lambda w: list_jobs(series_uid="1." * 40), InvalidValueError, "series_uid is 80 characters"),
     # manifests
     ("manifest not JSON", lambda w: load_manifest(w.folder("m1", {"plugin.json": "{"})), PluginError, "plugin.json"),
     ("manifest no runner", lambda w: load_manifest(w.folder("m2", {"plugin.json": json.dumps({"pluginName": "x", "version": "1.0.0"})})), PluginError, "runner"),
@@ -244,7 +247,8 @@ CASES: list[tuple[str, Callable[[World], object], type[Exception], str]] = [
     # command line
     ("cli import missing", lambda w: w.cli("import", "/nonexistent/path"), CliFailed, "No such file or folder"),
     ("cli bad range", lambda w: w.cli("submit", "record@1.0.0", f"{w.uid}:1:x"), CliFailed, "must be integers"),
-    ("cli bad status", lambda w: w.cli("jobs", "--status", "bogus"), CliFailed, "bogus"),
+    ("cli bad status", lambda w: w.cli("jobs", "--status", "bogus"), CliFailed, "bogus.*give one of in_queue"),
+    ("cli jobs patient escape", lambda w: w.cli("jobs", "--patient", "a\x1bb"), CliFailed, "patient_id .* control characters"),
     ("cli cancel unknown", lambda w: w.cli("cancel", "01h0nosuchjob0000000000000"), CliFailed, "No job"),
     ("cli batch range", lambda w: w.cli("batch", "plan", "record@1.0.0", "--range", "1:4:2"), CliFailed, "does not divide"),
     ("cli batch user", lambda w: w.cli("batch", "plan", "record@1.0.0", "--user", "a\x1bb"), CliFailed, "control characters"),

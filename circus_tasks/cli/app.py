@@ -207,7 +207,9 @@ def jobs(
     limit: Annotated[int, typer.Option()] = 50,
 ) -> None:
     """List jobs, newest first."""
-    from circus_tasks.api import list_jobs
+    # The console script runs well-formed calls through circus_tasks.cli.jobs.main without
+    # loading this module; both check the options with list_jobs' own checks.
+    from circus_tasks.jobs.queries import list_jobs
 
     filters: dict[str, Any] = {
         "plugin_id": plugin,

@@ -136,7 +136,7 @@ def main(arguments: VolumeArguments) -> int:
     try:
         info = run_volume(arguments)
     except CircusError as exc:
-        from circus_tasks.cli.output import print_error
+        from circus_tasks.cli.console import print_error
 
         print_error(exc)
         return 1

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 from circus_tasks.db import models  # noqa: F401  (registers the tables)
+from circus_tasks.db.revision import SCHEMA_REVISION
 from circus_tasks.settings import get_settings
 
 
@@ -52,10 +53,6 @@ def alembic_config(connection: Any) -> Any:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
-
-
-SCHEMA_REVISION = "0004"
-"""The newest migration; ``tests/db/test_migrations.py`` checks that it is Alembic's head."""
 
 
 def _schema_is_current(engine: Engine) -> bool:

@@ -142,8 +142,9 @@ class JobBase(SQLModel):
 class Job(JobBase, table=True):
     """A job row; ``signature`` makes the duplicate check an index look-up.
 
-    Each list filter has an index that ends in ``id``, so that a page of the newest jobs
-    (``ORDER BY id DESC LIMIT n``) is read from the index in order, never sorted from a scan.
+    Each list filter, and each pair of status, plug-in and user, has an index that ends in
+    ``id``, so that a page of the newest jobs (``ORDER BY id DESC LIMIT n``) is read from the
+    index in order, never sorted from a scan (:mod:`circus_tasks.jobs.pages`).
     """
 
     __table_args__ = (
@@ -151,6 +152,9 @@ class Job(JobBase, table=True):
         Index("ix_job_status_id", "status", "id"),
         Index("ix_job_plugin_id_id", "plugin_id", "id"),
         Index("ix_job_user_id", "user", "id"),
+        Index("ix_job_status_plugin_id_id", "status", "plugin_id", "id"),
+        Index("ix_job_status_user_id", "status", "user", "id"),
+        Index("ix_job_plugin_id_user_id", "plugin_id", "user", "id"),
     )
 
     id: str = Field(primary_key=True, max_length=26)

@@ -29,18 +29,24 @@ def find_duplicates(plugin_id: str, signature: str, *, session: Session) -> list
 def find_many_duplicates(
     keys: Iterable[tuple[str, str]], *, session: Session
 ) -> dict[tuple[str, str], list[str]]:
-    """:func:`find_duplicates` of many (plug-in, signature) pairs, a query per chunk."""
+    """:func:`find_duplicates` of many (plug-in, signature) pairs, a query per chunk; each
+    pair's job ids oldest first."""
     by_plugin: dict[str, list[str]] = defaultdict(list)
     for plugin_id, signature in dict.fromkeys(keys):
         by_plugin[plugin_id].append(signature)
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for plugin_id, signatures in by_plugin.items():
         for start in range(0, len(signatures), CHUNK):
+            # No ORDER BY: asked for the jobs in id order, SQLite walks all the plug-in's
+            # jobs in its (plugin_id, id) index instead of looking the signatures up in
+            # (plugin_id, signature); the few ids found are sorted below.
             query = select(Job.id, Job.signature).where(
                 Job.plugin_id == plugin_id,
                 col(Job.signature).in_(signatures[start : start + CHUNK]),
                 col(Job.status).not_in(list(IGNORED_BY_DUPLICATE_CHECK)),
             )
-            for job_id, signature in session.exec(query.order_by(col(Job.id))):
+            for job_id, signature in session.exec(query):
                 found[(plugin_id, signature)].append(job_id)
+    for ids in found.values():
+        ids.sort()
     return found
