@@ -2,16 +2,20 @@
 
 Run from the checkout, after ``make test`` has built ``.venv`` (with the ``bench`` extras)::
 
-    .venv/bin/python benchmarks/volume.py [--repeats 3]
+    .venv/bin/python benchmarks/volume.py [--repeats 3] [--only compressed]
 
 It writes a CT series of 300 slices of 512 x 512 int16 (150 MB) into a temporary folder,
 imports it into a temporary CIRCUS_HOME and times each tool as a whole process (a fresh
 interpreter each time): one warm-up run each, then ``--repeats`` runs, median wall time, peak
 memory from the process's own rusage (``ru_maxrss``). The DICOM files and the outputs stay in
 the page cache (caches cannot be dropped here), so the figures are for warm files. Then it times
-``circus volume`` on compressed copies of a 100-slice series (every transfer syntax pydicom can
-encode here) and on a 2,000-slice series of 256 x 256, checking every output voxel. The last
-line printed starts with the ratio to dcm2niix. Everything it writes is removed at the end.
+``circus volume`` on a 2,000-slice series of 256 x 256 and, last, on compressed copies of a
+100-slice series (every transfer syntax pydicom or imagecodecs can encode here, see
+``benchmarks/volume_compressed.py``; ``--only compressed`` runs that part alone), checking every
+output voxel. The last lines printed start with the ratios to dcm2niix: the native series', then
+one per compressed syntax with a goal (RLE, JPEG Baseline, JPEG Lossless, JPEG-LS), each with
+its peak memory against the volume; each of those is recorded as two goal rows for ``make
+bench`` (:mod:`benchmarks.table`). Everything it writes is removed at the end.
 
 The timing process itself imports nothing heavy: a child's ``ru_maxrss`` starts from the RSS of
 the process that spawned it, so series are made, imported and checked in helper processes
@@ -39,8 +43,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PYTHON = sys.executable
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # benchmarks.volume_compressed, benchmarks.table
 
 SIMPLEITK_SCRIPT = """
 import sys, SimpleITK as sitk
@@ -265,6 +272,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per tool (median)")
     parser.add_argument("--slices", type=int, default=300, help="slices of the main series")
     parser.add_argument("--big-slices", type=int, default=2000, help="slices of the long series")
+    parser.add_argument(
+        "--only",
+        choices=("all", "compressed"),
+        default="all",
+        help="'compressed': only the compressed copies against dcm2niix (a few minutes)",
+    )
     args = parser.parse_args(argv)
     dcm2niix = shutil.which("dcm2niix", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if dcm2niix is None:
@@ -275,20 +288,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         os.environ["CIRCUS_HOME"] = str(root / "home")
         os.environ.pop("CIRCUS_DATABASE_URL", None)
-        run(args, root, circus, dcm2niix)
+        from benchmarks.volume_compressed import run_compressed
+
+        native = run(args, root, circus, dcm2niix) if args.only == "all" else None
+        compressed = run_compressed(args, root, circus, dcm2niix)
+        print()
+        for line in ([native] if native else []) + compressed:
+            print(line, flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 # Transfer syntax UIDs, spelled out so that the timing process does not import pydicom.
-COMPRESSED = {
-    "RLE Lossless": "1.2.840.10008.1.2.5",
-    "Deflated": "1.2.840.10008.1.2.1.99",
-    "JPEG Lossless SV1": "1.2.840.10008.1.2.4.70",
-    "JPEG Baseline (8 bit)": "1.2.840.10008.1.2.4.50",
-    "JPEG-LS Lossless": "1.2.840.10008.1.2.4.80",
-    "JPEG 2000 Lossless": "1.2.840.10008.1.2.4.90",
-}
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 """pydicom has no encoder for these two: ``write_series`` encodes them with imagecodecs (process
@@ -300,7 +311,8 @@ def dcm2niix_argv(dcm2niix: str, out: Path, folder: Path) -> list[str]:
     return [dcm2niix, "-z", "n", "-b", "n", "-f", "out", "-o", str(out), str(folder)]
 
 
-def run(args: argparse.Namespace, root: Path, circus: str, dcm2niix: str) -> None:
+def run(args: argparse.Namespace, root: Path, circus: str, dcm2niix: str) -> str:
+    """The native series, import and the long series; return the summary line."""
     out = root / "out"
     started = time.perf_counter()
     uid, store = prepare(root, "ct", args.slices, 512, 7)
@@ -366,19 +378,6 @@ def run(args: argparse.Namespace, root: Path, circus: str, dcm2niix: str) -> Non
         f"{first_use / peer.wall:.2f}x dcm2niix"
     )
 
-    print("\nCompressed copies: 100 x 512 x 512 int16, circus volume vs dcm2niix (one run each)")
-    for name, syntax in COMPRESSED.items():
-        series_uid, series_store = prepare(root, name.replace(" ", "-"), 100, 512, 3, syntax)
-        ours_c = measure(f"{name}: circus", [circus, "volume", series_uid, str(out)], out, 1, root)
-        check_voxels(out / "0.raw", root, name.replace(" ", "-"))
-        try:
-            argv = dcm2niix_argv(dcm2niix, out, series_store)
-            peer_c = measure(f"{name}: dcm2niix", argv, out, 1, root)
-            print(f"  {name}: {ours_c.wall / peer_c.wall:.2f}x dcm2niix wall time")
-        except SystemExit as exc:
-            print(f"  {name}: dcm2niix failed ({str(exc).splitlines()[0]})")
-        shutil.rmtree(series_store)
-
     print(f"\nLong series: {args.big_slices} x 256 x 256 int16")
     big_uid, _ = prepare(root, "long", args.big_slices, 256, 5)
     big_bytes = args.big_slices * 256 * 256 * 2
@@ -390,10 +389,10 @@ def run(args: argparse.Namespace, root: Path, circus: str, dcm2niix: str) -> Non
     )
     shutil.rmtree(out)
 
-    print(
-        f"\n{ours.wall / peer.wall:.2f}x dcm2niix wall time (circus volume {ours.wall:.2f} s vs "
+    return (
+        f"{ours.wall / peer.wall:.2f}x dcm2niix wall time (circus volume {ours.wall:.2f} s vs "
         f"dcm2niix {peer.wall:.2f} s), peak memory {ours.peak_mb * 1e6 / volume_bytes:.2f}x "
-        f"volume bytes"
+        f"volume bytes (native {args.slices}-slice series)"
     )
 
 
@@ -408,7 +407,7 @@ from pathlib import Path
 import circus_tasks.volume.parsed
 from circus_tasks.cli.volume import series_slices
 from circus_tasks.volume.writer import write_volume
-files, stored = series_slices({uid!r})
+files, stored, _ = series_slices({uid!r})
 for facts in (stored, None):
     times = []
     for run in range(3):

@@ -11,7 +11,6 @@ usual. Only imports made inside the ``with`` block are affected.
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -25,8 +24,12 @@ UNUSED_BY_PYDICOM_READING: tuple[str, ...] = ("requests", "urllib.request", "pyd
 """Modules ``import pydicom`` loads that reading and decoding files never uses."""
 
 
-class _DeferringFinder(importlib.abc.MetaPathFinder):
-    """Finds the named modules with the other finders and wraps their loaders lazily."""
+class _DeferringFinder:
+    """Finds the named modules with the other finders and wraps their loaders lazily.
+
+    A meta path finder needs only ``find_spec``; not deriving from
+    :class:`importlib.abc.MetaPathFinder` spares ``circus volume`` importing
+    :mod:`importlib.abc` (and :mod:`importlib.resources` with it)."""
 
     def __init__(self, names: Collection[str]) -> None:
         self._names = frozenset(names)

@@ -8,18 +8,20 @@ else (``--help``, unknown options, a missing argument) to the typer application 
 (:func:`circus_tasks.volume.writer.write_volume`) and report the same errors.
 
 What it leaves out is imports: typer and rich (loaded only to print an error), pydantic
-settings, SQLAlchemy, SQLModel and the table models; pydicom and numpy too when the volume is
-written from the facts import stored, and otherwise the parts of pydicom that only download
-test files (see :mod:`circus_tasks.cli.deferred_imports`). With the default SQLite database the
-series' images are read with the standard library's :mod:`sqlite3`, read-only; any other
-database goes through the SQLModel path that job registration uses. Either way the range is
-resolved by :func:`circus_tasks.store.ranges.resolve_range`, job registration's own rules. The
-images' stored facts come with them, so that a series import has already parsed is written
-without importing pydicom (see :mod:`circus_tasks.volume.stored`).
+settings, SQLAlchemy, SQLModel and the table models; pydicom too when the volume is written
+from the facts import stored (and numpy, unless a compressed slice's decoder needs it; numpy's
+OpenBLAS then starts one thread, not a pool), and otherwise the parts of pydicom that only
+download test files (see :mod:`circus_tasks.cli.deferred_imports`). With the default SQLite
+database the series' images are read with the standard library's :mod:`sqlite3`, read-only;
+any other database goes through the SQLModel path that job registration uses. Either way the
+range is resolved by :func:`circus_tasks.store.ranges.resolve_range`, job registration's own
+rules. The images' stored facts come with them, so that a series import has already parsed is
+written without importing pydicom (see :mod:`circus_tasks.volume.stored`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +111,9 @@ def run_volume(arguments: VolumeArguments) -> VolumeInfo:
         CircusError: the series, the range, the files or the output folder is not usable.
     """
     slices = series_slices(arguments.series_spec)
+    # numpy, if a decoder or the parsing path imports it, needs no linear algebra here:
+    # OpenBLAS's pool of threads would take about as long to start as a small volume to write.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # pydicom is imported only if the volume must be parsed (inside write_volume).
     with deferred_imports(UNUSED_BY_PYDICOM_READING):
         return write_volume(

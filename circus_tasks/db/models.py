@@ -69,7 +69,9 @@ class Image(ImageBase, table=True):
 
     The columns after ``id`` are what import learnt of the slice for pre-processing
     (:class:`circus_tasks.volume.stored.StoredSlice`): all NULL for images imported before
-    they existed and for slices that pre-processing must parse (compressed, big-endian, ...).
+    they existed and for slices that pre-processing must parse (big-endian, deflated, a
+    compressed syntax without a fast decoder, ...); ``transfer_syntax`` and ``bits_stored``
+    are NULL for native slices too.
     """
 
     id: int | None = Field(default=None, primary_key=True)
@@ -92,6 +94,10 @@ class Image(ImageBase, table=True):
     )
     file_size: int | None = Field(default=None, sa_type=BigInteger)
     file_mtime_ns: int | None = Field(default=None, sa_type=BigInteger)
+    transfer_syntax: str | None = Field(
+        default=None, description="a compressed slice's transfer syntax UID (NULL: native)"
+    )
+    bits_stored: int | None = Field(default=None, description="a compressed slice's Bits Stored")
 
 
 class PluginRecord(SQLModel, table=True):

@@ -7,5 +7,5 @@ database goes through SQLAlchemy, which migrates it first (:func:`circus_tasks.d
 
 from __future__ import annotations
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 """The newest migration; ``tests/db/test_migrations.py`` checks that it is Alembic's head."""

@@ -19,11 +19,10 @@ import os
 import pickle
 import signal
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["can_fork", "map_forked"]
+__all__ = ["can_fork", "consecutive_shares", "map_forked"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,6 +31,14 @@ R = TypeVar("R")
 def can_fork() -> bool:
     """Whether :func:`map_forked` would start child processes here."""
     return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def consecutive_shares(start: int, stop: int, parts: int) -> list[tuple[int, int]]:
+    """Split ``start <= index < stop`` into ``parts`` consecutive ``(start, stop)`` shares of
+    near-equal size, in order (at least one share, possibly empty)."""
+    parts = max(1, min(parts, stop - start))
+    bounds = [start + (stop - start) * part // parts for part in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def map_forked(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -124,6 +131,8 @@ def _answer(function: Callable[[T], R], item: T, write_end: int) -> None:
 def _portable(exc: BaseException) -> BaseException:
     """The error itself if it survives pickling, else a RuntimeError that tells it; either
     way with the child's traceback as a note."""
+    import traceback  # only here, in a child whose item failed
+
     where = "".join(traceback.format_exception(exc)).rstrip()
     try:
         copy = pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))

@@ -2,12 +2,15 @@
 
 Each slice's header is parsed once, with pydicom, leaving large values unread. Uncompressed
 little-endian pixel data then moves from the DICOM file to its place in the raw file inside the
-kernel (``copy_file_range``), without passing through Python. Compressed, big-endian and
-deflated slices, and slices whose unused high bits must be cleared, go through pydicom's own
-decoders one slice at a time. Every slice is written at its own offset (slice index times the
+kernel (``copy_file_range``), without passing through Python. Compressed slices of the transfer
+syntaxes :mod:`circus_tasks.volume.compressed` knows are decoded from their fragments by the
+fastest decoder at hand; other compressed, big-endian and deflated slices, slices whose unused
+high bits must be cleared, and whatever that module declines go through pydicom's own decoders
+one slice at a time. Every slice is written at its own offset (slice index times the
 slice's size), so that several processes can fill one raw file, each with its share of the
-slices. :func:`stored_slice` applies the same checks at import, for the slices that
-pre-processing may later copy without parsing them (:mod:`circus_tasks.volume.stored`).
+slices. :func:`~circus_tasks.volume.import_facts.stored_slice` (re-exported here for the
+importer) applies the same checks at import, for the slices that pre-processing may later
+write without parsing them (:mod:`circus_tasks.volume.stored`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,15 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from circus_tasks.errors import VolumeError
+from circus_tasks.volume.compressed import (
+    FAST_SYNTAXES,
+    NotDecodedHere,
+    decode_slice,
+    read_encapsulated,
+)
 from circus_tasks.volume.header import PIXEL_DATA_TAGS, HeaderSplit, fingerprint
+from circus_tasks.volume.import_facts import stored_slice
+from circus_tasks.volume.raw_file import copy_range, write_at
 from circus_tasks.volume.slice_format import SliceFormat
 from circus_tasks.volume.slice_reading import (
     ELEMENT_TYPES,
@@ -40,7 +50,8 @@ from circus_tasks.volume.slice_reading import (
     slice_position,
     undecodable,
 )
-from circus_tasks.volume.stored import StoredSlice, copy_range, write_at
+
+__all__ = ["SliceWriter", "stored_slice"]
 
 _NATIVE_LITTLE_ENDIAN = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
 
@@ -106,6 +117,12 @@ class SliceWriter:
     _first_layout: _Layout | None = field(default=None, repr=False)
     _first_key: Hashable | None = field(default=None, repr=False)
 
+    @property
+    def compressed(self) -> bool:
+        """Whether the first slice taken is compressed (decoded, not copied)."""
+        first = self._first_layout
+        return first is not None and first.syntax not in _NATIVE_LITTLE_ENDIAN
+
     def take_range(self, bounds: tuple[int, int]) -> HeaderSplit:
         """Take slices ``start <= index < stop``, in order; return the header split."""
         start, stop = bounds
@@ -163,6 +180,15 @@ class SliceWriter:
         element = ds.get_item(0x7FE00010, keep_deferred=True)
         syntax, stored = layout.syntax, layout.bits_stored
         if (
+            syntax in FAST_SYNTAXES
+            and isinstance(element, RawDataElement)
+            and element.length == 0xFFFFFFFF
+            and isinstance(stored, int)
+            and 0 < stored <= bits
+        ):
+            self._write(offset, self._decoded(element, source, ds, path, layout, stored))
+            return
+        if (
             syntax not in _NATIVE_LITTLE_ENDIAN
             or not isinstance(element, RawDataElement)
             or element.length == 0xFFFFFFFF
@@ -186,6 +212,25 @@ class SliceWriter:
         else:
             self._copy(element.value_tell, offset, size, source, ds, path)
 
+    def _decoded(
+        self,
+        element: RawDataElement,
+        source: io.BufferedReader,
+        ds: Dataset,
+        path: Path,
+        layout: _Layout,
+        bits_stored: int,
+    ) -> Any:
+        """A compressed slice's values: decoded from its fragments where
+        :func:`~circus_tasks.volume.compressed.decode_slice` can, by pydicom otherwise."""
+        value = element.value
+        if value is None:  # deferred
+            value = read_encapsulated(source.fileno(), element.value_tell)
+        try:
+            return decode_slice(str(layout.syntax), value, layout.format, bits_stored)
+        except NotDecodedHere:
+            return decoded_pixels(ds, path, layout.format).data
+
     def _write(self, offset: int, data: Any) -> None:
         """Write ``data`` (bytes-like) at ``offset`` in the raw file."""
         write_at(self.raw_fd, data, offset)
@@ -207,62 +252,3 @@ class SliceWriter:
             )
         except EOFError as exc:
             raise undecodable(ds, path, exc) from None
-
-
-def stored_slice(ds: Dataset, path: Path) -> StoredSlice | None:
-    """What import stores of a slice so that pre-processing can copy it without parsing it.
-
-    ``ds`` is the file's full dataset, as import reads it. The checks are the parsing path's:
-    the format (:func:`~circus_tasks.volume.slice_reading.read_slice_format`), the position
-    and the conditions under which
-    :meth:`SliceWriter.take` copies the pixel data as it is. The header is the slice's
-    ``N.json`` object as :class:`~circus_tasks.volume.header.HeaderSplit` builds it, without
-    private attributes.
-
-    Returns:
-        The facts, stamped with ``path``'s size and modification time; ``None`` when the
-        slice needs the parsing path (compressed, big-endian or deflated pixel data, unused
-        high bits to clear, odd pixel data) or would fail there (not a usable slice).
-    """
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    if syntax not in _NATIVE_LITTLE_ENDIAN:
-        return None
-    try:
-        slice_format = read_slice_format(ds, path)
-        position = slice_position(ds, path)
-    except VolumeError:
-        return None  # the parsing path reports it
-    bits, _ = slice_format.pixel
-    element = ds.get_item(0x7FE00010, keep_deferred=True)
-    if isinstance(element, RawDataElement):  # not read yet
-        offset, length, encapsulated = (
-            element.value_tell,
-            element.length,
-            element.length == 0xFFFFFFFF,
-        )
-    elif element is not None and isinstance(element.value, bytes | bytearray):
-        offset, length, encapsulated = (
-            element.file_tell,
-            len(element.value),
-            element.is_undefined_length,
-        )
-    else:
-        return None
-    if (
-        ds.get("BitsStored") != bits
-        or offset is None
-        or encapsulated
-        or length < slice_format.nbytes
-    ):
-        return None  # high bits to clear, or odd pixel data: the parsing path decides
-    split = HeaderSplit(include_private=False)
-    split.add(ds)
-    status = path.stat()
-    return StoredSlice(
-        format=slice_format,
-        position=position,
-        pixel_offset=offset,
-        header=split.document()["common"],
-        file_size=status.st_size,
-        mtime_ns=status.st_mtime_ns,
-    )

@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
 from circus_tasks.errors import VolumeError
 from circus_tasks.volume.header import PIXEL_DATA_TAGS
@@ -136,14 +136,23 @@ def read_into(
 def undecodable(ds: Dataset, path: Path, problem: object) -> VolumeError:
     syntax = ds.file_meta.get("TransferSyntaxUID", "unknown transfer syntax")
     return VolumeError(
-        f"The pixel data of {path} cannot be decoded ({syntax}): {problem}. "
-        "Re-import the series, or convert it to an uncompressed transfer syntax."
+        f"The pixel data of {path} cannot be decoded ({syntax}): {problem}. The file may be "
+        "damaged: re-import the series from its source or remove the slice from the range; "
+        "if its compression is not supported, convert the series to an uncompressed transfer "
+        "syntax."
     )
 
 
 def decoded_pixels(ds: Dataset, path: Path, slice_format: SliceFormat) -> np.ndarray:
-    """Decode a slice with pydicom to a C-contiguous little-endian array of stored values."""
+    """Decode a slice with pydicom to a C-contiguous little-endian array of stored values.
+
+    RLE goes through pydicom's own decoder: the pylibjpeg-rle plug-in, tried first when
+    pylibjpeg is installed, aborts with a Rust panic (not a Python error) on some segments that
+    decode longer than the image, which pydicom's decoder accepts.
+    """
     try:
+        if ds.file_meta.get("TransferSyntaxUID") == RLELossless:
+            ds.pixel_array_options(decoding_plugin="pydicom")
         array = ds.pixel_array
     except Exception as exc:
         # Decoders raise many types (ValueError for truncated data, RuntimeError for a

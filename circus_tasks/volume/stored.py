@@ -1,14 +1,15 @@
-"""Slices whose header was parsed at import: what import stored, and a volume written from it.
+"""Slices whose header was parsed at import: what import stored of them, and when it applies.
 
 Import reads every file fully with pydicom anyway. For a slice that pre-processing can copy
 as it is (native little-endian pixel data, no unused high bits to clear, a usable format and
-position), it also stores a :class:`StoredSlice`: the slice's ``N.json`` object, its format and
-position, where its pixel data starts in the stored file, and the file's size and modification
-time. :func:`write_stored_slices` then writes a volume from these without parsing a header:
-the pixel data moves from each file to the raw file inside the kernel, and the headers are split
-into ``common`` and ``unique`` by the rule :class:`~circus_tasks.volume.header.HeaderSplit`
-follows. Only the standard library is imported here, so ``circus volume`` on such a series
-never loads pydicom or numpy.
+position), or decode without pydicom (a compressed transfer syntax that
+:mod:`circus_tasks.volume.compressed` decodes), it also stores a :class:`StoredSlice`: the
+slice's ``N.json`` object, its format and position, where its pixel data starts in the stored
+file, the file's size and modification time and, for a compressed slice, its transfer syntax
+and Bits Stored. :func:`~circus_tasks.volume.from_facts.write_stored_slices` then writes a
+volume from these without parsing a header; the headers are split into ``common`` and
+``unique`` by :func:`split_headers`, the rule :class:`~circus_tasks.volume.header.HeaderSplit`
+follows. Only the standard library is imported here.
 
 :func:`current_slices` decides when this applies: every slice has stored facts, private
 attributes are not asked for (the stored objects leave them out), and every file still has the
@@ -18,26 +19,23 @@ size and modification time it had at import. Otherwise the volume is parsed as b
 from __future__ import annotations
 
 import dataclasses
-import errno
+import functools
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from circus_tasks.errors import VolumeError
 from circus_tasks.volume.profile import in_profile
 from circus_tasks.volume.slice_format import SliceFormat
 
 __all__ = [
+    "COMPRESSION_COLUMNS",
     "STORED_COLUMNS",
     "StoredSlice",
-    "copy_range",
     "current_slices",
+    "deidentified",
     "split_headers",
-    "write_at",
-    "write_stored_slices",
 ]
 
 STORED_COLUMNS: tuple[str, ...] = (
@@ -54,14 +52,16 @@ STORED_COLUMNS: tuple[str, ...] = (
     "pixel_offset",
     "file_size",
     "file_mtime_ns",
+    "transfer_syntax",
+    "bits_stored",
 )
 """The ``image`` table's columns that hold a :class:`StoredSlice`: all NULL for an image
 imported before facts were stored, all NULL but the file's size and time when import found that
-the slice must be parsed."""
+the slice must be parsed. The last two (:data:`COMPRESSION_COLUMNS`) are NULL for a native
+slice."""
 
-_NO_KERNEL_COPY = frozenset(
-    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF}
-)
+COMPRESSION_COLUMNS: frozenset[str] = frozenset({"transfer_syntax", "bits_stored"})
+"""The columns that only a compressed slice fills."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,12 @@ class StoredSlice:
             :class:`~circus_tasks.volume.header.HeaderSplit` holds for a series of this slice alone.
         file_size: The stored file's size when the facts were taken.
         mtime_ns: The stored file's modification time then, in nanoseconds.
+        transfer_syntax: ``None`` for native little-endian pixel data, copied as it is;
+            otherwise the slice's compressed transfer syntax (one of
+            :data:`~circus_tasks.volume.compressed.FAST_SYNTAXES`), and ``pixel_offset`` is
+            where the encapsulated value (its first item) starts.
+        bits_stored: The compressed slice's Bits Stored (``None`` for a native slice, whose
+            Bits Stored is its Bits Allocated).
     """
 
     format: SliceFormat
@@ -85,6 +91,8 @@ class StoredSlice:
     header: dict[str, Any]
     file_size: int
     mtime_ns: int
+    transfer_syntax: str | None = None
+    bits_stored: int | None = None
 
     def stamped(self, path: Path) -> StoredSlice:
         """The same facts for a byte-identical copy of the file at ``path``."""
@@ -116,6 +124,8 @@ class StoredSlice:
                     self.pixel_offset,
                     self.file_size,
                     self.mtime_ns,
+                    self.transfer_syntax,
+                    self.bits_stored,
                 ),
                 strict=True,
             )
@@ -127,9 +137,15 @@ class StoredSlice:
 
         Returns:
             ``None`` when any value is missing: the image was imported before facts were
-            stored, or its slice needs the parsing path.
+            stored, or its slice needs the parsing path. (Of a native slice, the
+            :data:`COMPRESSION_COLUMNS` are NULL; of a compressed one, both are set.)
         """
-        if any(values.get(name) is None for name in STORED_COLUMNS):
+        if any(
+            values.get(name) is None for name in STORED_COLUMNS if name not in COMPRESSION_COLUMNS
+        ):
+            return None
+        syntax, bits_stored = values.get("transfer_syntax"), values.get("bits_stored")
+        if (syntax is None) != (bits_stored is None):
             return None
         header = values["header"]
         return cls(
@@ -143,6 +159,8 @@ class StoredSlice:
             header=json.loads(header) if isinstance(header, str) else header,
             file_size=values["file_size"],
             mtime_ns=values["file_mtime_ns"],
+            transfer_syntax=syntax,
+            bits_stored=bits_stored,
         )
 
 
@@ -164,60 +182,24 @@ def current_slices(
     return slices
 
 
-def write_stored_slices(
-    files: Sequence[Path], slices: Sequence[StoredSlice], raw_fd: int
-) -> tuple[dict[str, Any], SliceFormat, list[tuple[float, float, float]]]:
-    """Copy each slice's pixel data into the raw file, in order, and split the headers.
-
-    Args:
-        files: The slice files, in range order.
-        slices: Their stored facts (see :func:`current_slices`).
-        raw_fd: The raw file, open for writing; slice ``i`` goes at ``i`` times its size.
-
-    Returns:
-        The ``N.json`` document, the first slice's format, the positions of the first two
-        slices (one for a single slice).
-
-    Raises:
-        VolumeError: a slice's size or pixel type differs from the first slice's, or a file
-            cannot be read (changed since the check).
-    """
-    first = slices[0].format
-    kernel = hasattr(os, "copy_file_range")
-    for index, (path, piece) in enumerate(zip(files, slices, strict=True)):
-        piece.format.check_matches(first, path, files[0])
-        try:
-            source = os.open(path, os.O_RDONLY)
-            try:
-                kernel = copy_range(
-                    source, raw_fd, first.nbytes, piece.pixel_offset, index * first.nbytes, kernel
-                )
-            finally:
-                os.close(source)
-        except (OSError, EOFError) as exc:
-            raise VolumeError(
-                f"{path} cannot be read ({type(exc).__name__}: {exc}); it changed while the "
-                "volume was written. Re-import the series and try again."
-            ) from exc
-    # stored at import by the rules then in force: the profile in force now applies too
-    document = split_headers([deidentified(piece.header) for piece in slices])
-    return document, first, [piece.position for piece in slices[:2]]
-
-
 def deidentified(header: Mapping[str, Any]) -> dict[str, Any]:
     """A stored ``N.json`` object without what :func:`~circus_tasks.volume.profile.in_profile`
     drops, at any depth (sequence items are lists of objects)."""
-
-    def keep(key: str) -> bool:
-        group, _, element = key.partition(",")
-        return not in_profile(int(group, 16) << 16 | int(element, 16))
 
     def clean(value: Any) -> Any:
         if isinstance(value, list):
             return [deidentified(v) if isinstance(v, dict) else v for v in value]
         return value
 
-    return {key: clean(value) for key, value in header.items() if keep(key)}
+    return {key: clean(value) for key, value in header.items() if _kept(key)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _kept(key: str) -> bool:
+    """Whether the profile keeps the attribute ``gggg,eeee`` (asked once per key: a series'
+    slices share most of theirs)."""
+    group, _, element = key.partition(",")
+    return not in_profile(int(group, 16) << 16 | int(element, 16))
 
 
 def split_headers(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -238,47 +220,3 @@ def split_headers(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for header in headers
     ]
     return {"common": common, "unique": unique}
-
-
-def copy_range(
-    source: int, target: int, size: int, source_offset: int, offset: int, kernel: bool
-) -> bool:
-    """Copy ``size`` bytes at ``source_offset`` in ``source`` to ``offset`` in ``target``.
-
-    Inside the kernel (``copy_file_range``) while ``kernel`` is true and the file systems
-    allow it, through memory otherwise.
-
-    Returns:
-        Whether the kernel copy is still worth trying (false once it said "not here").
-
-    Raises:
-        EOFError: ``source`` ends before ``size`` bytes.
-    """
-    while size and kernel:
-        try:
-            moved = os.copy_file_range(source, target, size, source_offset, offset)
-        except OSError as exc:
-            if exc.errno not in _NO_KERNEL_COPY:
-                raise
-            kernel = False  # e.g. another file system: copy through memory
-            break
-        if moved == 0:
-            raise EOFError("the file ends inside the pixel data")
-        source_offset += moved
-        offset += moved
-        size -= moved
-    if size:
-        data = os.pread(source, size, source_offset)
-        if len(data) != size:
-            raise EOFError("the file ends inside the pixel data")
-        write_at(target, data, offset)
-    return kernel
-
-
-def write_at(target: int, data: Any, offset: int) -> None:
-    """Write ``data`` (bytes-like) at ``offset`` in ``target``."""
-    view = memoryview(data).cast("B")
-    while view:
-        written = os.pwrite(target, view, offset)
-        view = view[written:]
-        offset += written

@@ -3,33 +3,34 @@
 This is the pre-processing half of the plug-in contract (``docs/plugin-contract.md``). The
 slices are parsed, checked and copied by :class:`~circus_tasks.volume.parsed.SliceWriter`
 (each header parsed once, uncompressed pixel data moved inside the kernel, compressed data
-decoded by pydicom). The headers feed :class:`~circus_tasks.volume.header.HeaderSplit`, which
-keeps only what ``N.json`` will hold, so memory does not grow with the series beyond the
-output. A long series can be shared between forked processes, each filling its part of the raw
-file and splitting its headers, the parts merged in order: the files are the same as with one
-process.
+decoded from its fragments, see :mod:`circus_tasks.volume.compressed`, or by pydicom). The
+headers feed :class:`~circus_tasks.volume.header.HeaderSplit`, which keeps only what ``N.json``
+will hold, so memory does not grow with the series beyond the output. A long series can be
+shared between forked processes, each filling its part of the raw file and splitting its
+headers, the parts merged in order: the files are the same as with one process.
 The three files appear only when all of them were written.
 
 When import has stored the facts of every slice (see :mod:`circus_tasks.volume.stored`) and
-they still hold, the volume is written from them instead: no header is parsed and neither
-pydicom nor numpy is imported. The files are the same either way. This module imports the
-parsing path's modules only when it takes that path.
+they still hold, the volume is written from them instead: no header is parsed, pydicom is not
+imported, and numpy only if a compressed slice's decoder needs it. The files are the same
+either way. This module imports the parsing path's modules only when it takes that path.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import secrets
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from circus_tasks.errors import VolumeError
-from circus_tasks.volume.forked import map_forked
+from circus_tasks.volume.forked import consecutive_shares, map_forked
+from circus_tasks.volume.from_facts import COMPRESSED_SLICES_PER_PROCESS, write_stored_slices
 from circus_tasks.volume.slice_format import ELEMENT_TYPE_NAMES, SliceFormat
-from circus_tasks.volume.stored import StoredSlice, current_slices, write_stored_slices
+from circus_tasks.volume.stored import StoredSlice, current_slices
 
 if TYPE_CHECKING:
     from circus_tasks.volume.header import IDENTIFYING_KEYWORDS, IDENTIFYING_TAGS
@@ -49,7 +50,9 @@ def __getattr__(name: str) -> Any:
 
 SLICES_PER_PROCESS = 32
 """A series is shared between processes only when each gets at least this many slices (a fork
-and the merge cost a few milliseconds)."""
+and the merge cost a few milliseconds); compressed series from
+:data:`~circus_tasks.volume.from_facts.COMPRESSED_SLICES_PER_PROCESS` slices each (decoding one
+takes longer than parsing it)."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,10 @@ def write_volume(
         index: The series' position in the job, from 0.
         include_private: Keep private attributes (odd groups) that have a non-binary value.
         processes: Share the slices between up to this many processes (this one and forked
-            children), each taking at least :data:`SLICES_PER_PROCESS` consecutive slices.
-            Only in a process with a single thread (see :mod:`circus_tasks.volume.forked`); the
-            files are the same whatever the number. Not used when the stored facts are.
+            children), each taking at least :data:`SLICES_PER_PROCESS` consecutive slices
+            (compressed ones: fewer). Only in a process with a single thread (see
+            :mod:`circus_tasks.volume.forked`); the files are the same whatever the number.
+            From the stored facts, only compressed slices are shared.
         stored: The facts import stored for each of ``files``, in the same order.
 
     Returns:
@@ -123,16 +127,18 @@ def write_volume(
     finals = {ext: out_dir / f"{index}.{ext}" for ext in ("raw", "json", "mhd")}
     # Hidden, randomly named temporaries, created exclusively by _write_parts with the usual
     # umask permissions (the plug-in may run as another user and must be able to read them).
-    token = secrets.token_hex(8)
+    token = os.urandom(8).hex()  # as secrets.token_hex, without importing secrets
     temps = {ext: out_dir / f".{index}.{ext}.{token}.part" for ext in finals}
+    renamed: list[Path] = []
     try:
         slices = current_slices(files, stored, include_private)
         info = _write_parts(files, temps, finals, include_private, processes, slices)
         for ext, temp in temps.items():  # the .mhd, which names the others, comes last
             temp.replace(finals[ext])
+            renamed.append(finals[ext])
     except BaseException:
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
+        for path in [*temps.values(), *renamed]:
+            path.unlink(missing_ok=True)
         raise
     return info
 
@@ -144,12 +150,11 @@ def _unwritable(out_dir: Path, exc: OSError) -> VolumeError:
     )
 
 
-def _shares(count: int, processes: int) -> list[tuple[int, int]]:
+def _shares(count: int, processes: int, minimum: int = SLICES_PER_PROCESS) -> list[tuple[int, int]]:
     """Split slices ``1 <= index < count`` (slice 0 is taken first, alone) into consecutive
-    ``(start, stop)`` shares, one per process, this process's share first."""
-    parts = max(1, min(processes, count // SLICES_PER_PROCESS))
-    bounds = [1 + (count - 1) * part // parts for part in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    ``(start, stop)`` shares, one per process, this process's share first, each process having
+    about ``minimum`` slices or more."""
+    return consecutive_shares(1, count, min(processes, count // minimum))
 
 
 def _write_parts(
@@ -171,7 +176,7 @@ def _write_parts(
         raise _unwritable(temps["raw"].parent, exc) from exc
     with raw:
         if stored is not None:
-            document, first, positions = write_stored_slices(files, stored, raw.fileno())
+            document, first, positions = write_stored_slices(files, stored, raw.fileno(), processes)
         else:
             document, first, positions = _parse_slices(
                 files, raw.fileno(), include_private, processes
@@ -214,10 +219,12 @@ def _parse_slices(
     from circus_tasks.volume.parsed import SliceWriter
 
     slices = SliceWriter(files, raw_fd, HeaderSplit(include_private))
-    # Slice 0 first, here: it sets the format the others must match, in every process.
+    # Slice 0 first, here: it sets the format the others must match, in every process (and
+    # imports its decoder once for all of them).
     slices.take(0)
+    minimum = COMPRESSED_SLICES_PER_PROCESS if slices.compressed else SLICES_PER_PROCESS
     # The first share (with slice 1, whose position gives the spacing) stays here.
-    headers, *later = map_forked(slices.take_range, _shares(len(files), processes))
+    headers, *later = map_forked(slices.take_range, _shares(len(files), processes, minimum))
     for part in later:
         # A share taken in this process (no fork: other threads run here) went on filling the
         # same split, in order; only a forked child's split is a continuation to merge.

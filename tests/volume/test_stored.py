@@ -20,7 +20,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
-from pydicom.uid import RLELossless
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, RLELossless
 from sqlalchemy import text
 
 from circus_tasks.cli.volume import series_slices
@@ -149,7 +149,9 @@ def test_a_plain_series_and_the_lean_command_use_the_facts(
         ("MR_small.dcm", True),
         ("MR_small_implicit.dcm", True),
         ("MR_small_bigendian.dcm", False),
-        ("MR_small_RLE.dcm", False),
+        ("MR_small_RLE.dcm", True),  # decoded from its fragments (tests/volume/test_compressed.py)
+        ("MR_small_jpeg_ls_lossless.dcm", True),
+        ("MR_small_jp2klossless.dcm", False),  # JPEG 2000: no fast decoder, pydicom decodes it
     ],
 )
 def test_pydicoms_own_files(tmp_path: Path, parsed: list[int], name: str, has_facts: bool) -> None:
@@ -170,6 +172,7 @@ def test_the_console_script_imports_neither_pydicom_nor_numpy(
 ) -> None:
     plain = series_factory(slices=4)
     compressed = series_factory(slices=4, transfer_syntax=RLELossless)
+    big_endian = series_factory(slices=4, transfer_syntax=ExplicitVRBigEndian)
     probe = (
         "import sys; from circus_tasks.cli.launcher import main; code = main(sys.argv[1:]);"
         "print(sorted(m for m in ('pydicom', 'numpy') if m in sys.modules)); sys.exit(code)"
@@ -186,7 +189,8 @@ def test_the_console_script_imports_neither_pydicom_nor_numpy(
         return done.stdout.splitlines()[-1]
 
     assert loaded(plain, "plain") == "[]"
-    assert loaded(compressed, "compressed") == "['numpy', 'pydicom']"  # parsed: the probe works
+    assert loaded(compressed, "compressed") == "[]"  # RLE: decoded without either
+    assert loaded(big_endian, "big") == "['numpy', 'pydicom']"  # parsed: the probe works
 
 
 def _touch(path: Path) -> None:
@@ -230,10 +234,23 @@ def test_private_attributes_are_parsed(
     assert json.loads(with_facts["0.json"])["common"]["0009,1001"] == "synthetic private text"
 
 
-def test_compressed_series_have_no_facts_and_are_parsed(
+def test_compressed_series_give_the_parsing_paths_files(
     series_factory: SeriesFactory, tmp_path: Path, parsed: list[int]
 ) -> None:
     uid = series_factory(slices=3, transfer_syntax=RLELossless)
+    _, stored, _ = series_slices(uid)
+
+    with_facts, by_parsing = _both_ways(uid, tmp_path, parsed)
+
+    assert all(piece is not None and piece.transfer_syntax == RLELossless for piece in stored)
+    assert len(parsed) == 1 and with_facts == by_parsing
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian])
+def test_other_transfer_syntaxes_have_no_facts_and_are_parsed(
+    series_factory: SeriesFactory, tmp_path: Path, parsed: list[int], syntax: str
+) -> None:
+    uid = series_factory(slices=3, transfer_syntax=syntax)
     _, stored, _ = series_slices(uid)
 
     with_facts, by_parsing = _both_ways(uid, tmp_path, parsed)
@@ -266,13 +283,13 @@ def test_images_imported_before_the_facts_existed_are_parsed(
     assert len(parsed) == 2 and with_facts == by_parsing
 
 
-def test_importing_a_compressed_series_again_does_not_read_it_again(
+def test_importing_a_series_without_facts_again_does_not_read_it_again(
     series_factory: SeriesFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import circus_tasks.store.importer as importer
     import circus_tasks.store.parsing as parsing
 
-    uid = series_factory(slices=3, transfer_syntax=RLELossless)
+    uid = series_factory(slices=3, transfer_syntax=ExplicitVRBigEndian)
     files, stored, _ = series_slices(uid)
     assert stored == [None, None, None]
     reads: list[Path] = []

@@ -28,7 +28,6 @@ from pydicom.uid import (
 
 from circus_tasks.errors import CircusError, VolumeError
 from circus_tasks.testing.synthetic import write_series
-from circus_tasks.volume import writer as volume_module
 from circus_tasks.volume.writer import IDENTIFYING_KEYWORDS, IDENTIFYING_TAGS, write_volume
 
 KEY = re.compile(r"^[0-9a-f]{4},[0-9a-f]{4}$")
@@ -470,25 +469,6 @@ def _varied_series(tmp_path: Path, n: int = 12, **kwargs: Any) -> list[Path]:
 
 def _written(info: Any) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (info.raw, info.mhd, info.json)}
-
-
-@pytest.fixture
-def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Small shares (3 slices), and a count of the forks made in this process."""
-    from circus_tasks.volume import forked
-
-    monkeypatch.setattr(volume_module, "SLICES_PER_PROCESS", 3)
-    made: list[int] = []
-    real_fork = os.fork
-
-    def counting_fork() -> int:
-        pid = real_fork()
-        if pid:
-            made.append(pid)
-        return pid
-
-    monkeypatch.setattr(forked.os, "fork", counting_fork)
-    return made
 
 
 def test_with_other_threads_the_shares_run_here_and_write_the_same_files(
