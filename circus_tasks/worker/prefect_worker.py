@@ -18,8 +18,10 @@ read; it asks Prefect's server for runs only when
 and never while its slot is taken (the server's answer could not be used). Between the claim
 (Pending) and the start it also asks less: a deployment read in the last few seconds and a flow
 read before are not read again, the worker's labels and the "Submitting" state are sent beside
-the start instead of before it, and the warm client starts without the site-packages scan. Run as ``python -m
-circus_tasks.worker.prefect_worker --pool P --name N --limit 1 --poll-seconds S``.
+the start instead of before it, and the warm client starts without the site-packages scan.
+
+Run as ``python -m circus_tasks.worker.prefect_worker --pool P --name N --limit 1
+--poll-seconds S``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ command is :mod:`circus_tasks.worker.warm_client`, a small standard-library prog
 the zygote its standard streams and environment; the zygote forks, the child runs the flow run
 exactly as ``python -m prefect.engine`` would (minus the imports), and the client exits with
 the child's exit code. Signals to the client reach the child; if the client dies, the child
-stops too.
+stops too. The zygote also builds the runs' Prefect settings once and leaves out the flow-run
+suspension observer (:mod:`circus_tasks.worker.run_settings`).
 
 Run as ``python -m circus_tasks.worker.warm SOCKET``.
 """
@@ -25,6 +26,13 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from circus_tasks.worker.run_settings import (
+    settings_for,
+    shared_tls_contexts,
+    using,
+    without_suspension_observer,
+)
 
 MAX_FDS = 3
 
@@ -56,23 +64,22 @@ def _watch_client(conn: socket.socket) -> None:
                 os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
 
 
-def run_flow_run(flow: Any) -> int:
-    """In the child: run the flow run named by ``PREFECT__FLOW_RUN_ID`` (as prefect.engine)."""
+def run_flow_run(flow: Any, settings: Any) -> int:
+    """In the child: run the flow run named by ``PREFECT__FLOW_RUN_ID`` (as prefect.engine),
+    with ``settings`` (:func:`circus_tasks.worker.run_settings.settings_for` its request)."""
     from uuid import UUID
 
     from prefect._internal.control_listener import configure_from_env
     from prefect.engine import handle_engine_signals
     from prefect.flow_engine import flow_run_logger, load_flow_run, run_flow
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+    if isinstance(settings, Exception):
+        print(f"The flow run cannot start: Prefect's settings are invalid: {settings}", flush=True)
+        return 1
     flow_run_id = UUID(os.environ["PREFECT__FLOW_RUN_ID"])
     configure_from_env()
-    # Prefect's own flow heartbeat thread sleeps in one-second steps and is joined at the end of
-    # every run. Our jobs beat in our table and the reconciler marks dead runs
-    # Crashed in Prefect, so the run does without it.
-    no_heartbeat = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
     try:
-        with no_heartbeat, handle_engine_signals(flow_run_id):
+        with using(settings), handle_engine_signals(flow_run_id):
             flow_run = load_flow_run(flow_run_id=flow_run_id)
             logger = flow_run_logger(flow_run=flow_run)
             run_flow(flow, flow_run=flow_run, error_logger=logger)  # type: ignore[arg-type]
@@ -81,7 +88,9 @@ def run_flow_run(flow: Any) -> int:
     return 0
 
 
-def _child(conn: socket.socket, request: dict[str, Any], fds: list[int], flow: Any) -> None:
+def _child(
+    conn: socket.socket, request: dict[str, Any], fds: list[int], flow: Any, settings: Any
+) -> None:
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     for fd in fds:
@@ -95,7 +104,7 @@ def _child(conn: socket.socket, request: dict[str, Any], fds: list[int], flow: A
     threading.Thread(target=_watch_client, args=(conn,), daemon=True).start()
     code = 1
     try:
-        code = run_flow_run(flow)
+        code = run_flow_run(flow, settings)
     finally:
         _exit_like_the_interpreter(code)
 
@@ -143,10 +152,14 @@ def serve(path: Path, flow: Any) -> None:
             except (ConnectionError, ValueError, OSError):
                 conn.close()
                 continue
+            try:
+                settings = settings_for(request["env"])
+            except Exception as exc:  # noqa: BLE001 - the child reports it, the zygote goes on
+                settings = exc
             pid = os.fork()
             if pid == 0:
                 server.close()
-                _child(conn, request, fds, flow)
+                _child(conn, request, fds, flow, settings)
             for fd in fds:
                 os.close(fd)
             conn.sendall(f"pid {pid}\n".encode())
@@ -173,6 +186,9 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(PROJECT_DIR))
     import prefect.engine  # noqa: F401  (loaded once, before any fork)
     import prefect.flow_engine  # noqa: F401
+
+    without_suspension_observer()
+    shared_tls_contexts()
 
     from flows.job import circus_job
 

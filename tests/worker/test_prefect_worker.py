@@ -8,8 +8,8 @@ import sys
 from collections.abc import Hashable
 from typing import Any
 
-import anyio
 import pytest
+from prefect.workers import base as prefect_workers
 
 from circus_tasks.worker import prefect_worker
 from circus_tasks.worker.prefect_worker import MIN_POLL_SECONDS, CircusWorker, remember_reads
@@ -32,7 +32,7 @@ def make_worker(table: Table, poll_seconds: float = 3600.0) -> CircusWorker:
     worker = CircusWorker(
         name="w", work_pool_name="circus", limit=1, mark=table, poll_seconds=poll_seconds
     )
-    worker._limiter = anyio.CapacityLimiter(1)
+    worker._limiter = prefect_workers.anyio.CapacityLimiter(1)  # as the worker's setup makes it
     return worker
 
 
