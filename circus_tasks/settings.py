@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     )
     sandbox_uid: int = Field(
         default=65534, ge=1, description="User id plug-ins run as where the worker is root."
+    )
+    import_copy: Literal["copy", "reflink"] = Field(
+        default="copy",
+        description="How import stores a file: copy, or reflink (a copy-on-write clone where "
+        "the file system can make one, else a copy). Never a hard link: see "
+        "circus_tasks/store/copying.py.",
     )
 
     @property

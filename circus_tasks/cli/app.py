@@ -8,15 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from circus_tasks.cli.batch import batch_app
 from circus_tasks.cli.output import console, jobs_table, or_exit, print_error
 from circus_tasks.cli.plugins import plugins_app
 from circus_tasks.errors import CircusError
-from circus_tasks.values import printable
 
 app = typer.Typer(help="CIRCUS CS jobs on Prefect.", no_args_is_help=True, add_completion=False)
 app.add_typer(batch_app, name="batch")
@@ -117,25 +114,11 @@ def worker(
 @app.command("import")
 def import_(paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders.")]) -> None:
     """Import DICOM files into the store (non-DICOM and broken files are listed, not fatal)."""
-    from circus_tasks.store.files import iter_files
-    from circus_tasks.store.importer import import_dicom
+    from circus_tasks.cli.importing import run_import
 
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        shown = ", ".join(printable(str(p)) for p in missing)
-        print_error(ValueError(f"No such file or folder: {shown}; nothing was imported."))
-        raise typer.Exit(1)
-    total = sum(1 for _ in iter_files(paths))
-    with Progress(
-        TextColumn("Importing"), BarColumn(), MofNCompleteColumn(), console=console
-    ) as progress:
-        bar = progress.add_task("import", total=total)
-        report = import_dicom(*paths, progress=lambda _p: progress.advance(bar))
-    console.print(str(report))
-    for path, reason in report.problems:
-        console.print(f"  [yellow]refused[/yellow] {escape(printable(f'{path}: {reason}'))}")
-    if report.problems and not (report.imported or report.already_present):
-        raise typer.Exit(1)  # nothing of what was asked could be imported
+    code = run_import(paths)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         arguments = parse_arguments(args[1:])
         if arguments is not None:
             return volume_main(arguments)
+    if args[:1] == ["import"]:
+        from circus_tasks.cli.importing import main as import_main
+        from circus_tasks.cli.importing import parse_arguments as import_paths
+
+        paths = import_paths(args[1:])
+        if paths is not None:
+            return import_main(paths)
     from circus_tasks.cli.app import app
 
     app(args)

@@ -3,17 +3,19 @@ learns of a series from one of them."""
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, overload
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
 from circus_tasks.errors import DicomImportError
 from circus_tasks.values import MAX_NUMBER, printable, uid_problem
+from circus_tasks.volume.known import KnownValues, read_elements
 
 REQUIRED = ("SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber")
 
@@ -21,24 +23,54 @@ REQUIRED = ("SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber")
 def iter_files(
     paths: Iterable[str | os.PathLike[str]], *, skip: Collection[Path] = ()
 ) -> Iterator[Path]:
-    """Every file under ``paths`` (files as given, folders walked, sorted), leaving out the
-    files and folders ``skip`` (resolved paths) without opening anything there."""
-    left = {p.resolve() for p in skip}
+    """Every file under ``paths`` (files as given, folders walked, sorted: a folder's files,
+    then its folders; links to folders are not followed), leaving out the files and folders
+    ``skip`` (resolved paths) without opening anything there."""
+    left = [str(p.resolve()) for p in skip]
 
-    def left_out(path: Path) -> bool:
-        resolved = path.resolve()
-        return any(resolved == s or resolved.is_relative_to(s) for s in left)
+    def left_out(resolved: str) -> bool:
+        return any(resolved == s or resolved.startswith(s + os.sep) for s in left)
 
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not left_out(Path(root, d)))
-                for name in sorted(files):
-                    if not left_out(Path(root, name)):
-                        yield Path(root) / name
-        elif not left_out(path):
+            root = os.path.realpath(path)
+            if not left_out(root):
+                yield from _walk(path, root, left_out)
+        elif not left_out(os.path.realpath(path)):
             yield path
+
+
+def _walk(folder: Path, resolved: str, left_out: Callable[[str], bool]) -> Iterator[Path]:
+    """The files below ``folder`` (whose resolved path is ``resolved``), as ``os.walk`` lists
+    them: each folder's files sorted, then its folders sorted; a link is resolved to be
+    judged, any other entry is its folder's resolved path and its name."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return  # as os.walk: a folder that cannot be listed is passed over
+    files: list[tuple[str, bool]] = []
+    folders: list[tuple[str, bool]] = []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        try:
+            link = entry.is_symlink()
+        except OSError:
+            link = False
+        (folders if is_dir else files).append((entry.name, link))
+    for name, link in sorted(files):
+        where = os.path.realpath(folder / name) if link else os.path.join(resolved, name)
+        if not left_out(where):
+            yield folder / name
+    for name, link in sorted(folders):
+        if link:
+            continue  # os.walk does not follow links to folders
+        where = os.path.join(resolved, name)
+        if not left_out(where):
+            yield from _walk(folder / name, where, left_out)
 
 
 def read_header(path: Path) -> pydicom.Dataset:
@@ -52,16 +84,71 @@ def read_header(path: Path) -> pydicom.Dataset:
         return _checked(path)
 
 
-def _checked(path: Path) -> pydicom.Dataset:
-    if not path.is_file():
+READ_WHOLE_BELOW = 64 << 20
+"""Files smaller than this are read into memory once, parsed from there and written from there
+(:func:`read_file`); larger ones are parsed and copied from the file."""
+
+
+class ReadFile(NamedTuple):
+    """A file as import reads it."""
+
+    ds: pydicom.Dataset
+    data: bytes | None
+    """The bytes that were parsed: the whole file (``None`` for a file of
+    :data:`READ_WHOLE_BELOW` bytes or more, parsed from the file)."""
+    values: KnownValues
+    """``ds`` read through the memory of values :func:`read_file` was given, with its elements
+    as read (before the checks decoded any)."""
+
+
+def read_file(path: Path, memo: dict[Hashable, Any] | None = None) -> ReadFile:
+    """:func:`read_header`, and what was read (see :class:`ReadFile`); ``memo``: decoded
+    values by their bytes as read, kept across the files of an import
+    (:class:`~circus_tasks.volume.known.KnownValues`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as read_header
+        if not path.is_file():
+            raise DicomImportError("no such file")
+        try:
+            with path.open("rb") as source:
+                whole = os.fstat(source.fileno()).st_size < READ_WHOLE_BELOW
+                data = source.read() if whole else None
+        except OSError as exc:
+            raise DicomImportError(f"unreadable DICOM (truncated or corrupt): {exc}") from None
+        values = _checked(path, _named_buffer(data, path), {} if memo is None else memo)
+        return ReadFile(values.dataset, data, values)
+
+
+def _named_buffer(data: bytes | None, path: Path) -> io.BytesIO | None:
+    if data is None:
+        return None
+    buffer = io.BytesIO(data)
+    buffer.name = os.fspath(path)  # type: ignore[misc]  # as a file opened by name is called
+    return buffer
+
+
+@overload
+def _checked(
+    path: Path, source: io.BytesIO | None = None, memo: None = None
+) -> pydicom.Dataset: ...
+@overload
+def _checked(path: Path, source: io.BytesIO | None, memo: dict[Hashable, Any]) -> KnownValues: ...
+def _checked(
+    path: Path, source: io.BytesIO | None = None, memo: dict[Hashable, Any] | None = None
+) -> pydicom.Dataset | KnownValues:
+    """Parse ``path`` (or ``source``, its bytes) and check it can be imported; with ``memo``,
+    the checks read values through it, and the dataset comes back as they read it."""
+    if source is None and not path.is_file():
         raise DicomImportError("no such file")
     try:
-        ds = pydicom.dcmread(path)
-        pixel_bytes = ds.get("PixelData")
+        parsed = pydicom.dcmread(path if source is None else source)
+        elements = read_elements(parsed) if memo is not None else []
+        pixel_bytes = parsed.get("PixelData")
     except InvalidDicomError:
         raise DicomImportError("not a DICOM file (no DICM preamble or valid header)") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise DicomImportError(f"unreadable DICOM (truncated or corrupt): {exc}") from None
+    ds: Any = parsed if memo is None else KnownValues(parsed, elements, memo)
     missing = [k for k in REQUIRED if ds.get(k) in (None, "")]
     if missing:
         raise DicomImportError(
@@ -96,10 +183,10 @@ def _checked(path: Path) -> pydicom.Dataset:
                 f"{keyword} {printable(value[:80])!r} {problem}: not a valid DICOM UID; "
                 "correct the file (it is not imported)"
             )
-    return ds
+    return ds  # type: ignore[no-any-return]
 
 
-def orientation_of(ds: pydicom.Dataset) -> str:
+def orientation_of(ds: Any) -> str:
     """axial, coronal, sagittal (the axis the slice normal is nearest), oblique, or ""."""
     cosines = ds.get("ImageOrientationPatient")
     if cosines is None or len(cosines) != 6:
@@ -116,22 +203,33 @@ def orientation_of(ds: pydicom.Dataset) -> str:
     return ("sagittal", "coronal", "axial")[axis]
 
 
-def series_geometry(ds: pydicom.Dataset) -> dict[str, Any]:
-    """What the input conditions check, read from one image of the series."""
+def series_geometry(
+    ds: pydicom.Dataset | KnownValues, memo: dict[Hashable, tuple[str, bool]] | None = None
+) -> dict[str, Any]:
+    """What the input conditions check, read from one image of the series.
+
+    ``ds`` read through :class:`~circus_tasks.volume.known.KnownValues` takes ``memo``:
+    each element's keyword and emptiness by its bytes as read, kept across the files of an
+    import (an element decoded once is not decoded again).
+    """
     spacing = ds.get("PixelSpacing")
+    if isinstance(ds, KnownValues):
+        attributes = ds.attributes({} if memo is None else memo)
+    else:
+        attributes = sorted(
+            e.keyword for e in ds if e.keyword and e.keyword != "PixelData" and not e.is_empty
+        )
     return {
         "rows": int(ds.Rows) if "Rows" in ds else None,
         "columns": int(ds.Columns) if "Columns" in ds else None,
         "pixel_spacing_row": float(spacing[0]) if spacing else None,
         "pixel_spacing_col": float(spacing[1]) if spacing else None,
         "orientation": orientation_of(ds),
-        "attributes": sorted(
-            e.keyword for e in ds if e.keyword and e.keyword != "PixelData" and not e.is_empty
-        ),
+        "attributes": attributes,
     }
 
 
-def z_of(ds: pydicom.Dataset) -> float | None:
+def z_of(ds: Any) -> float | None:
     position = ds.get("ImagePositionPatient")
     if position is None or len(position) != 3:
         return None

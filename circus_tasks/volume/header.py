@@ -14,6 +14,7 @@ slice to slice.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Hashable
 from decimal import Decimal
@@ -34,7 +35,10 @@ __all__ = [
     "PIXEL_DATA_TAGS",
     "HeaderSplit",
     "dataset_to_json",
+    "element_text",
     "fingerprint",
+    "is_binary",
+    "left_out_by_tag",
 ]
 
 IDENTIFYING_KEYWORDS: tuple[str, ...] = (
@@ -90,7 +94,14 @@ def _key(tag: int) -> str:
 
 def _is_binary(vr: str) -> bool:
     # Ambiguous VRs such as "OB or OW" count as binary when any choice is binary.
-    return any(choice in _BINARY_VRS for choice in str(vr).split(" or "))
+    binary = _BINARY.get(vr)
+    if binary is None:
+        binary = _BINARY[vr] = any(choice in _BINARY_VRS for choice in str(vr).split(" or "))
+    return binary
+
+
+_BINARY: dict[str, bool] = {}
+"""VR -> whether :func:`_is_binary` (a VR is a str, or a str subclass)."""
 
 
 def _left_out_by_tag(tag: int, include_private: bool) -> bool:
@@ -251,3 +262,23 @@ class HeaderSplit:
         common = {key: self._first[tag][1] for tag, key in self._common.items()}
         unique = [dict(sorted(values.items())) for values in self._unique]
         return {"common": common, "unique": unique}
+
+
+def is_binary(vr: str) -> bool:
+    """Whether an element of this VR is left out of ``N.json`` (binary, or possibly binary)."""
+    return _is_binary(vr)
+
+
+def left_out_by_tag(tag: int) -> bool:
+    """Whether ``N.json`` leaves an element out by its tag alone (private attributes too)."""
+    return _left_out_by_tag(tag, False)
+
+
+def element_text(ds: Dataset, tag: int) -> str | None:
+    """``ds[tag]`` as ``json.dumps`` writes a dict entry of ``N.json`` (``"gggg,eeee":
+    value``, private attributes left out), or ``None`` when the element is binary once decoded
+    (left out, as :class:`HeaderSplit` does)."""
+    elem = ds[tag]
+    if _is_binary(elem.VR):
+        return None
+    return f"{json.dumps(_key(tag))}: {json.dumps(_element_value(elem, False))}"

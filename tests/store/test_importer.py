@@ -79,8 +79,8 @@ def test_importing_a_folder_that_holds_circus_home_opens_none_of_its_working_fil
     import_dicom(home / "demo-data")  # the database exists now
     assert (home / "circus.db").is_file()
     opened: list[Path] = []
-    real = parsing.read_header  # (fewer than PARALLEL_FROM files: read in this process)
-    monkeypatch.setattr(parsing, "read_header", lambda p: opened.append(p) or real(p))
+    real = parsing.read_file  # (fewer than PARALLEL_FROM files: read in this process)
+    monkeypatch.setattr(parsing, "read_file", lambda p, *a: opened.append(p) or real(p, *a))
     report = import_dicom(home.parent)
     assert opened and not [p for p in opened if p.name.startswith("circus.db")]
     assert report.already_present == 4 and not report.problems  # the demo data and the store
@@ -143,3 +143,82 @@ def test_a_large_import_parsed_on_every_core_stores_what_one_core_does(
         report.problems,
     )
     assert _rows() == parallel
+
+
+@pytest.fixture(params=["one process", "workers"])
+def readers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Import in this process, or with a pool of workers however few the files."""
+    from circus_tasks.store import parsing
+
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 10**9 if request.param == "one process" else 1)
+    return str(request.param)
+
+
+def test_a_stored_file_removed_since_stays_removed_when_imported_again(
+    home: Path, tmp_path: Path, readers: str
+) -> None:
+    write_series(tmp_path / "s", make_volume(3))
+    import_dicom(tmp_path / "s")
+    stored = sorted((home / "dicom").glob("*/*.dcm"))
+    stored[1].unlink()  # as before: import does not mend the store behind the index's back
+
+    again = import_dicom(tmp_path / "s")
+
+    assert (again.imported, again.already_present, again.problems) == (0, 3, [])
+    assert sorted((home / "dicom").glob("*/*.dcm")) == [stored[0], stored[2]]
+
+
+def test_an_instance_claimed_by_two_series_leaves_no_copy_in_the_second(
+    home: Path, tmp_path: Path, readers: str
+) -> None:
+    import pydicom
+
+    (first,) = write_series(tmp_path / "a", make_volume(1))
+    twin = pydicom.dcmread(first)
+    twin.SeriesInstanceUID = "1.2.3.4.5.6"
+    twin.save_as(tmp_path / "b.dcm")
+
+    report = import_dicom(tmp_path / "a", tmp_path / "b.dcm")
+
+    assert report.imported == 1 and "two instances share one UID" in report.problems[0][1]
+    assert not (home / "dicom" / "1.2.3.4.5.6").exists()
+    assert len(list((home / "dicom").glob("*/*.dcm"))) == 1
+
+
+def test_progress_is_told_of_every_file_in_order(home: Path, tmp_path: Path, readers: str) -> None:
+    from circus_tasks.store.files import iter_files
+
+    write_series(tmp_path / "s", make_volume(5))
+    (tmp_path / "s" / "junk.txt").write_text("not DICOM")
+    told: list[object] = []
+
+    report = import_dicom(tmp_path / "s", progress=told.append, started=told.append)
+
+    assert told == [6, *iter_files([tmp_path / "s"])]
+    assert report.imported == 5 and len(report.problems) == 1
+
+
+def test_files_are_listed_as_os_walk_lists_them(tmp_path: Path) -> None:
+    import os
+
+    from circus_tasks.store.files import iter_files
+
+    root = tmp_path / "tree"
+    for name in ("b/x", "b/a", "a/z/y", "c", "a/m"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    (root / "link-to-a").symlink_to(root / "a")  # a folder link: not followed
+    (root / "a" / "link-to-c").symlink_to(root / "c")  # a file link: listed
+    (root / "dead").symlink_to(root / "nowhere")  # listed, refused when read
+    skipped = root / "b"
+
+    def walked() -> list[Path]:
+        found = []
+        for folder, folders, names in os.walk(root):
+            folders[:] = sorted(d for d in folders if Path(folder, d).resolve() != skipped)
+            found += [Path(folder) / name for name in sorted(names)]
+        return found
+
+    assert list(iter_files([root], skip=[skipped])) == walked()
+    assert list(iter_files([root / "c", root / "b" / "x"], skip=[skipped])) == [root / "c"]
+    assert list(iter_files([root / "a" / "link-to-c"], skip=[root / "c"])) == []

@@ -293,9 +293,10 @@ def test_importing_a_series_without_facts_again_does_not_read_it_again(
     files, stored, _ = series_slices(uid)
     assert stored == [None, None, None]
     reads: list[Path] = []
-    real_read = parsing.read_header
-    for module in (importer, parsing):  # the import's own read, and a stored copy's
-        monkeypatch.setattr(module, "read_header", lambda p: reads.append(p) or real_read(p))
+    real_read, real_header = parsing.read_file, importer.read_header
+    # the import's own read, and a stored copy's
+    monkeypatch.setattr(parsing, "read_file", lambda p, *a: reads.append(p) or real_read(p, *a))
+    monkeypatch.setattr(importer, "read_header", lambda p: reads.append(p) or real_header(p))
 
     report = import_dicom(files[0].parent)
 
