@@ -6,71 +6,20 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, NamedTuple, overload
+from typing import Any, BinaryIO, NamedTuple, cast, overload
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
 from circus_tasks.errors import DicomImportError
+from circus_tasks.store.listing import iter_files as iter_files  # re-exported
 from circus_tasks.values import MAX_NUMBER, printable, uid_problem
 from circus_tasks.volume.known import KnownValues, read_elements
 
 REQUIRED = ("SOPInstanceUID", "SeriesInstanceUID", "InstanceNumber")
-
-
-def iter_files(
-    paths: Iterable[str | os.PathLike[str]], *, skip: Collection[Path] = ()
-) -> Iterator[Path]:
-    """Every file under ``paths`` (files as given, folders walked, sorted: a folder's files,
-    then its folders; links to folders are not followed), leaving out the files and folders
-    ``skip`` (resolved paths) without opening anything there."""
-    left = [str(p.resolve()) for p in skip]
-
-    def left_out(resolved: str) -> bool:
-        return any(resolved == s or resolved.startswith(s + os.sep) for s in left)
-
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            root = os.path.realpath(path)
-            if not left_out(root):
-                yield from _walk(path, root, left_out)
-        elif not left_out(os.path.realpath(path)):
-            yield path
-
-
-def _walk(folder: Path, resolved: str, left_out: Callable[[str], bool]) -> Iterator[Path]:
-    """The files below ``folder`` (whose resolved path is ``resolved``), as ``os.walk`` lists
-    them: each folder's files sorted, then its folders sorted; a link is resolved to be
-    judged, any other entry is its folder's resolved path and its name."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return  # as os.walk: a folder that cannot be listed is passed over
-    files: list[tuple[str, bool]] = []
-    folders: list[tuple[str, bool]] = []
-    for entry in entries:
-        try:
-            is_dir = entry.is_dir()
-        except OSError:
-            is_dir = False
-        try:
-            link = entry.is_symlink()
-        except OSError:
-            link = False
-        (folders if is_dir else files).append((entry.name, link))
-    for name, link in sorted(files):
-        where = os.path.realpath(folder / name) if link else os.path.join(resolved, name)
-        if not left_out(where):
-            yield folder / name
-    for name, link in sorted(folders):
-        if link:
-            continue  # os.walk does not follow links to folders
-        where = os.path.join(resolved, name)
-        if not left_out(where):
-            yield from _walk(folder / name, where, left_out)
 
 
 def read_header(path: Path) -> pydicom.Dataset:
@@ -84,9 +33,13 @@ def read_header(path: Path) -> pydicom.Dataset:
         return _checked(path)
 
 
-READ_WHOLE_BELOW = 64 << 20
+READ_WHOLE_BELOW = 256 << 10
 """Files smaller than this are read into memory once, parsed from there and written from there
-(:func:`read_file`); larger ones are parsed and copied from the file."""
+(:func:`read_file`). A larger one is parsed from the file with its long values (the pixel data)
+left there, and copied inside the kernel: its pixels cross no process memory."""
+
+DEFER_BYTES = 64 << 10
+"""In a large file, values longer than this are left in the file until asked for."""
 
 
 class ReadFile(NamedTuple):
@@ -95,7 +48,7 @@ class ReadFile(NamedTuple):
     ds: pydicom.Dataset
     data: bytes | None
     """The bytes that were parsed: the whole file (``None`` for a file of
-    :data:`READ_WHOLE_BELOW` bytes or more, parsed from the file)."""
+    :data:`READ_WHOLE_BELOW` bytes or more, parsed from the file, its pixels left there)."""
     values: KnownValues
     """``ds`` read through the memory of values :func:`read_file` was given, with its elements
     as read (before the checks decoded any)."""
@@ -109,45 +62,72 @@ def read_file(path: Path, memo: dict[Hashable, Any] | None = None) -> ReadFile:
         warnings.simplefilter("ignore")  # as read_header
         if not path.is_file():
             raise DicomImportError("no such file")
+        memo = {} if memo is None else memo
         try:
             with path.open("rb") as source:
-                whole = os.fstat(source.fileno()).st_size < READ_WHOLE_BELOW
-                data = source.read() if whole else None
+                size = os.fstat(source.fileno()).st_size
+                if size >= READ_WHOLE_BELOW:
+                    values = _checked(path, source, memo, size)
+                    return ReadFile(values.dataset, None, values)
+                data = source.read()
         except OSError as exc:
             raise DicomImportError(f"unreadable DICOM (truncated or corrupt): {exc}") from None
-        values = _checked(path, _named_buffer(data, path), {} if memo is None else memo)
+        buffer = io.BytesIO(data)
+        buffer.name = os.fspath(path)  # type: ignore[misc]  # as a file opened by name is called
+        values = _checked(path, buffer, memo)
         return ReadFile(values.dataset, data, values)
 
 
-def _named_buffer(data: bytes | None, path: Path) -> io.BytesIO | None:
-    if data is None:
-        return None
-    buffer = io.BytesIO(data)
-    buffer.name = os.fspath(path)  # type: ignore[misc]  # as a file opened by name is called
-    return buffer
+def _in_the_file(element: object, size: int) -> bool:
+    """Whether a Pixel Data element left unread is plain bytes that the file holds whole (the
+    value a full read gives is then as long as it says)."""
+    return (
+        type(element) is RawDataElement
+        and element.length != 0xFFFFFFFF
+        and element.VR in ("OB", "OW")
+        and element.value_tell + element.length <= size
+    )
 
 
 @overload
 def _checked(
-    path: Path, source: io.BytesIO | None = None, memo: None = None
+    path: Path, source: BinaryIO | None = None, memo: None = None, size: None = None
 ) -> pydicom.Dataset: ...
 @overload
-def _checked(path: Path, source: io.BytesIO | None, memo: dict[Hashable, Any]) -> KnownValues: ...
 def _checked(
-    path: Path, source: io.BytesIO | None = None, memo: dict[Hashable, Any] | None = None
+    path: Path, source: BinaryIO | None, memo: dict[Hashable, Any], size: int | None = None
+) -> KnownValues: ...
+def _checked(
+    path: Path,
+    source: BinaryIO | None = None,
+    memo: dict[Hashable, Any] | None = None,
+    size: int | None = None,
 ) -> pydicom.Dataset | KnownValues:
-    """Parse ``path`` (or ``source``, its bytes) and check it can be imported; with ``memo``,
-    the checks read values through it, and the dataset comes back as they read it."""
+    """Parse ``path`` (or ``source``: its bytes, or the file opened) and check it can be
+    imported; with ``memo``, the checks read values through it, and the dataset comes back as
+    they read it. With ``size`` (the file's), long values are left in the file; pixel data
+    that a full read would not give as it is (cut short, encapsulated, ...) is read fully."""
     if source is None and not path.is_file():
         raise DicomImportError("no such file")
+    whole = True  # the pixel data as a full read gives it
     try:
-        parsed = pydicom.dcmread(path if source is None else source)
-        elements = read_elements(parsed) if memo is not None else []
-        pixel_bytes = parsed.get("PixelData")
+        parsed = pydicom.dcmread(
+            path if source is None else source, defer_size=None if size is None else DEFER_BYTES
+        )
+        pixels = parsed.get_item(0x7FE00010, keep_deferred=True)
+        pixel_bytes: Any = None
+        if size is not None and getattr(pixels, "value", True) is None:
+            whole = _in_the_file(pixels, size)
+            pixel_bytes = _Unread(cast(RawDataElement, pixels).length)
+        elements = read_elements(parsed) if memo is not None and whole else []
+        if pixel_bytes is None:
+            pixel_bytes = parsed.get("PixelData")
     except InvalidDicomError:
         raise DicomImportError("not a DICOM file (no DICM preamble or valid header)") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise DicomImportError(f"unreadable DICOM (truncated or corrupt): {exc}") from None
+    if not whole:  # cut short, encapsulated, ...: as a full read judges it
+        return _checked(path, None, memo)
     ds: Any = parsed if memo is None else KnownValues(parsed, elements, memo)
     missing = [k for k in REQUIRED if ds.get(k) in (None, "")]
     if missing:
@@ -184,6 +164,16 @@ def _checked(
                 "correct the file (it is not imported)"
             )
     return ds  # type: ignore[no-any-return]
+
+
+class _Unread:
+    """Pixel data left in the file: only its length is asked for."""
+
+    def __init__(self, length: int) -> None:
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
 
 
 def orientation_of(ds: Any) -> str:

@@ -24,8 +24,9 @@ from typing import Any
 from circus_tasks.db.revision import SCHEMA_REVISION
 from circus_tasks.home import sqlite_file
 from circus_tasks.store.copying import write_copy
-from circus_tasks.store.files import conflict_with_stored, iter_files, read_header
+from circus_tasks.store.files import conflict_with_stored, read_header
 from circus_tasks.store.index import Index, SqliteIndex, Stored
+from circus_tasks.store.listing import iter_files
 from circus_tasks.store.parsing import ParsedFile, Reader, ReadFiles, RefusedFile, series_fields
 from circus_tasks.store.places import ImportPlaces, import_places, working_files
 from circus_tasks.values import inside

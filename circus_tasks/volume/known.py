@@ -35,6 +35,7 @@ one slice's own)."""
 _MISSING = object()
 _CHARSET = 0x00080005
 _REPRESENTATION = 0x00280103
+_PIXEL_DATA = 0x7FE00010
 
 _DICTIONARY_VRS: dict[int, str | None] = {}
 """Tag -> the VR an implicit-VR element of it decodes with, or ``None`` when another attribute
@@ -146,6 +147,8 @@ class KnownValues:
             memo.clear()
         ds, context, keywords = self.dataset, self.context, []
         for tag, key in self.elements:
+            if tag == _PIXEL_DATA:
+                continue  # left out by its keyword; bytes or left in the file: decoding cannot fail
             if key is None:
                 element = ds[tag]
                 keyword, empty = element.keyword, element.is_empty

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from circus_tasks.errors import InvalidValueError
 from circus_tasks.settings import Settings
+from circus_tasks.store import files
 from circus_tasks.store.copying import write_copy
 from circus_tasks.store.importer import import_dicom
 from circus_tasks.testing.synthetic import write_series
@@ -20,11 +21,15 @@ def _stored(home: Path) -> list[Path]:
     return sorted((home / "dicom").glob("*/*.dcm"))
 
 
+@pytest.mark.parametrize(
+    "whole_below", [files.READ_WHOLE_BELOW, 0], ids=["from memory", "in kernel"]
+)
 @pytest.mark.parametrize("mode", ["copy", "reflink"])
 def test_the_stored_file_stays_as_imported_when_its_source_is_rewritten_in_place(
-    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, whole_below: int
 ) -> None:
     monkeypatch.setenv("CIRCUS_IMPORT_COPY", mode)
+    monkeypatch.setattr(files, "READ_WHOLE_BELOW", whole_below)  # 0: copied file to file
     (source,) = write_series(tmp_path / "s", make_volume(1))
     imported = source.read_bytes()
 

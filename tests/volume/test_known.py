@@ -14,6 +14,7 @@ import pydicom
 import pytest
 
 from circus_tasks.errors import DicomImportError
+from circus_tasks.store import files
 from circus_tasks.store.files import read_file, read_header
 from circus_tasks.store.parsing import Reader, series_fields
 from circus_tasks.testing.synthetic import write_series
@@ -32,6 +33,8 @@ def _decoded_alone(path: Path) -> tuple[str, Any, Any]:
         ds = read_header(path)
     except DicomImportError as exc:
         return ("refused", str(exc), None)
+    except Exception as exc:  # noqa: BLE001 - as import refuses it
+        return ("refused", f"unreadable DICOM ({type(exc).__name__}: {exc})", None)
     try:
         facts = slice_facts(ds, path)
         header = None
@@ -54,6 +57,8 @@ def _remembered(path: Path, reader: Reader) -> tuple[str, Any, Any]:
         _, _, values = read_file(path, reader.values)
     except DicomImportError as exc:
         return ("refused", str(exc), None)
+    except Exception as exc:  # noqa: BLE001 - as import refuses it
+        return ("refused", f"unreadable DICOM ({type(exc).__name__}: {exc})", None)
     try:
         facts = slice_facts(values, path, reader.objects)
         header = None if facts is None else json.loads(facts.header_json)
@@ -66,6 +71,17 @@ def _remembered(path: Path, reader: Reader) -> tuple[str, Any, Any]:
     return ("read", header, fields)
 
 
+def _cut_short(paths: list[Path], folder: Path) -> list[Path]:
+    """Copies of the files cut 100 bytes short (their pixel data, mostly)."""
+    cut = []
+    for number, path in enumerate(paths):
+        data = path.read_bytes()
+        if len(data) > 200:
+            cut.append(folder / f"cut-{number}.dcm")
+            cut[-1].write_bytes(data[:-100])
+    return cut
+
+
 def _varied_files(folder: Path) -> list[Path]:
     import numpy as np
 
@@ -76,14 +92,21 @@ def _varied_files(folder: Path) -> list[Path]:
     return files
 
 
-def test_remembered_values_give_what_decoding_each_file_gives(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "whole_below", [files.READ_WHOLE_BELOW, 0], ids=["read whole", "pixels left"]
+)
+def test_remembered_values_give_what_decoding_each_file_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_below: int
+) -> None:
+    monkeypatch.setattr(files, "READ_WHOLE_BELOW", whole_below)  # 0: every file parsed in place
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        files = sorted(PYDICOM_FILES.rglob("*.dcm")) + _varied_files(tmp_path)
-        expected = {path: _decoded_alone(path) for path in files}
+        paths = sorted(PYDICOM_FILES.rglob("*.dcm")) + _varied_files(tmp_path)
+        paths += _cut_short(paths, tmp_path)
+        expected = {path: _decoded_alone(path) for path in paths}
         reader = Reader()
         for _ in range(2):  # the second time, every shared element comes from memory
-            for path in files:
+            for path in paths:
                 assert _remembered(path, reader) == expected[path], path
     outcomes = [kind for kind, *_ in expected.values()]
     assert outcomes.count("read") > 50 and outcomes.count("refused") > 10
