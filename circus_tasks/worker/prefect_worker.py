@@ -18,7 +18,8 @@ read; it asks Prefect's server for runs only when
 and never while its slot is taken (the server's answer could not be used). Between the claim
 (Pending) and the start it also asks less: a deployment read in the last few seconds and a flow
 read before are not read again, the worker's labels and the "Submitting" state are sent beside
-the start instead of before it, and the warm client starts without the site-packages scan.
+the start instead of before it, the clients of its runs share one TLS context, and the warm
+client starts without the site-packages scan.
 
 Run as ``python -m circus_tasks.worker.prefect_worker --pool P --name N --limit 1
 --poll-seconds S``.
@@ -41,6 +42,7 @@ from prefect.settings import PREFECT_WORKER_QUERY_SECONDS as QUERY_SECONDS
 from prefect.workers.process import ProcessWorker
 
 from circus_tasks.worker import warm_client
+from circus_tasks.worker.run_settings import shared_tls_contexts
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +200,8 @@ async def serve(args: argparse.Namespace) -> None:
         mark=newest_queued_run,
         poll_seconds=args.poll_seconds,
     )
+    # each run's executor makes a new Prefect client: one TLS context for all of them
+    shared_tls_contexts()
     main_task = asyncio.current_task()
     assert main_task is not None
     loop = asyncio.get_running_loop()
