@@ -1,8 +1,5 @@
-"""Database tables (SQLModel) and the API's read models.
-
-The tables are the source of truth for job statuses; Prefect's flow run states are mirrored
-into them.
-"""
+"""Database tables (SQLModel), the source of truth for job statuses (Prefect's flow run states
+are mirrored into them), and the API's read models."""
 
 from __future__ import annotations
 
@@ -94,9 +91,7 @@ class Image(ImageBase, table=True):
     )
     file_size: int | None = Field(default=None, sa_type=BigInteger)
     file_mtime_ns: int | None = Field(default=None, sa_type=BigInteger)
-    transfer_syntax: str | None = Field(
-        default=None, description="a compressed slice's transfer syntax UID (NULL: native)"
-    )
+    transfer_syntax: str | None = Field(default=None, description="a compressed slice's syntax")
     bits_stored: int | None = Field(default=None, description="a compressed slice's Bits Stored")
 
 
