@@ -193,35 +193,6 @@ def helper_prepare(root: Path, name: str, slices: int, size: int, seed: int, syn
     print(uid, store)
 
 
-def helper_facts(store: Path) -> None:
-    """Print the seconds that reading the store's files fully (as import does) and computing
-    their stored facts (:func:`circus_tasks.volume.parsed.stored_slice`) take, in one process."""
-    import pydicom
-
-    from circus_tasks.volume.parsed import stored_slice
-
-    reading = computing = 0.0
-    for path in sorted(store.iterdir()):
-        start = time.perf_counter()
-        ds = pydicom.dcmread(path)
-        middle = time.perf_counter()
-        if stored_slice(ds, path) is None:
-            raise SystemExit(f"{path} has no stored facts")
-        computing += time.perf_counter() - middle
-        reading += middle - start
-    print(reading, computing)
-
-
-WITHOUT_FACTS_SCRIPT = """
-import sys
-import circus_tasks.store.importer as importer
-from circus_tasks.cli.app import app
-importer._stored_facts = lambda ds, path: None
-app(["import", *sys.argv[1:]])
-"""
-"""``circus import`` as it was before import stored facts: every image gets NULL facts."""
-
-
 def measure_import(tool: str, argv: Sequence[str], root: Path, repeats: int) -> Figures:
     """An import command (``argv``, the folder last) run into a new, empty CIRCUS_HOME each
     time, as a whole process: one warm-up, then ``repeats`` runs."""
@@ -360,18 +331,6 @@ def run(args: argparse.Namespace, root: Path, circus: str, dcm2niix: str) -> str
 
     print("\nImport, once per series (the headers are parsed there, and their facts stored)")
     imported = measure_import("circus import", [circus, "import", str(store)], root, args.repeats)
-    before = measure_import(
-        "import without facts",
-        [PYTHON, "-c", WITHOUT_FACTS_SCRIPT, str(store)],
-        root,
-        args.repeats,
-    )
-    print(f"  storing the facts adds {imported.wall - before.wall:.2f} s to the import")
-    reading, computing = (float(value) for value in helper("facts", str(store)))
-    print(
-        f"  of which, in one process: reading the files fully {reading:.3f} s, "
-        f"computing the stored facts {computing:.3f} s"
-    )
     first_use = imported.wall + ours.wall
     print(
         f"  first use (circus import + circus volume): {first_use:.2f} s = "
@@ -428,8 +387,6 @@ if __name__ == "__main__":
         if name == "prepare":
             root_, series_name, slices_, size_, seed_, syntax_ = rest
             helper_prepare(Path(root_), series_name, int(slices_), int(size_), int(seed_), syntax_)
-        elif name == "facts":
-            helper_facts(Path(rest[0]))
         else:
             helper_check(Path(rest[0]), Path(rest[1]))
     else:
