@@ -6,9 +6,9 @@ likewise after the last one finished. Asking more often costs the server a write
 poll marks the pool's queues ready), for every machine, all day.
 
 :class:`CircusWorker` is that same worker (the pool stays a ``process`` pool; everything from
-the claim on is Prefect's) with a cheaper trigger. Every :data:`TICK_SECONDS` it looks at our
-own jobs table, the source of truth, for the newest queued job that has its flow run, one index
-read; it asks Prefect's server for runs only when
+the claim on is Prefect's) with a cheaper trigger. Every :data:`TICK_SECONDS` a thread of its
+own reads our jobs table, the source of truth, for the newest queued job that has its flow run
+(one index read); the worker asks Prefect's server for runs only when
 
 - that job changed since the last poll (a job was submitted, or the newest one started),
 - its one run slot has just been freed (the last job ended: the next one starts at once), or
@@ -17,9 +17,9 @@ read; it asks Prefect's server for runs only when
 
 and never while its slot is taken (the server's answer could not be used). Between the claim
 (Pending) and the start it also asks less: a deployment read in the last few seconds and a flow
-read before are not read again, the worker's labels and the "Submitting" state are sent beside
-the start instead of before it, the clients of its runs share one TLS context, and the warm
-client starts without the site-packages scan.
+read before are not read again, the worker's labels are sent beside the start instead of
+before it, the clients of its runs share one TLS context, and the warm client starts without the
+site-packages scan.
 
 Run as ``python -m circus_tasks.worker.prefect_worker --pool P --name N --limit 1
 --poll-seconds S``.
@@ -33,12 +33,14 @@ import logging
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from prefect.settings import PREFECT_WORKER_HEARTBEAT_SECONDS, temporary_settings
 from prefect.settings import PREFECT_WORKER_QUERY_SECONDS as QUERY_SECONDS
+from prefect.types._datetime import now as utc_now
 from prefect.workers.process import ProcessWorker
 
 from circus_tasks.worker import warm_client
@@ -87,19 +89,26 @@ class CircusWorker(ProcessWorker):
         super().__init__(*args, **kwargs)
         self._mark = mark
         self._poll_seconds = poll_seconds
+        self._latest_mark: Hashable = ()
         self._last_mark: Hashable = object()
         self._last_poll = 0.0
         self._owed = False
 
-    def _slot_free(self) -> bool:
-        return self._limiter is None or self._limiter.available_tokens > 0
-
-    def _read_mark(self) -> Hashable:
+    def refresh_mark(self) -> None:
+        """Read the jobs table's mark (in the watching thread: a database that hangs holds up
+        that thread only, never the worker's event loop)."""
         try:
-            return self._mark()
+            self._latest_mark = self._mark()
         except Exception:  # noqa: BLE001 - our database away: the timed polls go on
             log.debug("could not read the jobs table", exc_info=True)
-            return self._last_mark
+
+    def watch_table(self, stop: threading.Event) -> None:
+        """Refresh the mark every :data:`TICK_SECONDS` until ``stop``."""
+        while not stop.wait(TICK_SECONDS):
+            self.refresh_mark()
+
+    def _slot_free(self) -> bool:
+        return self._limiter is None or self._limiter.available_tokens > 0
 
     def should_poll(self, now: float) -> bool:
         """Whether this tick asks the server (see the module's docstring)."""
@@ -108,7 +117,7 @@ class CircusWorker(ProcessWorker):
             return False
         if now - self._last_poll < MIN_POLL_SECONDS:
             return False
-        mark = self._read_mark()
+        mark = self._latest_mark
         changed, self._last_mark = mark != self._last_mark, mark
         return self._owed or changed or now - self._last_poll >= self._poll_seconds
 
@@ -116,16 +125,15 @@ class CircusWorker(ProcessWorker):
         if not self._has_successfully_synced:
             return await super().get_and_submit_flow_runs()  # skips, not a poll
         if not self.should_poll(time.monotonic()):
-            import prefect.types._datetime
-
             # the health check counts ticks as polls: the worker is alive and watching
-            self._last_polled_time = prefect.types._datetime.now("UTC")
+            self._last_polled_time = utc_now("UTC")
             return []
         self._last_poll, self._owed = time.monotonic(), False
         return await super().get_and_submit_flow_runs()
 
     async def _give_worker_labels_to_flow_run(self, flow_run_id: Any) -> None:
-        # for the UI: sent beside the run's start, not before it
+        # for the UI: sent beside the run's start, not before it (a label is no state: it
+        # cannot move the run, whenever it arrives)
         async def label() -> None:
             try:
                 await ProcessWorker._give_worker_labels_to_flow_run(self, flow_run_id)
@@ -134,12 +142,6 @@ class CircusWorker(ProcessWorker):
 
         assert self._runs_task_group is not None
         self._runs_task_group.start_soon(label)
-
-    async def _propose_submitting_state(self, flow_run: Any) -> None:
-        # Pending "Submitting", beside the start too: the server refuses it once the run is
-        # Running (no step back to a Pending state), and Prefect's own call ignores a refusal
-        assert self._runs_task_group is not None
-        self._runs_task_group.start_soon(ProcessWorker._propose_submitting_state, self, flow_run)
 
     async def setup(self) -> None:
         await super().setup()
@@ -207,11 +209,15 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, main_task.cancel)
+    stop = threading.Event()
+    threading.Thread(target=worker.watch_table, args=(stop,), daemon=True).start()
     with temporary_settings(updates={QUERY_SECONDS: TICK_SECONDS}):
         try:
             await worker.start(printer=print)
         except asyncio.CancelledError:
             print(f"Worker {args.name!r} stopped.")
+        finally:
+            stop.set()
 
 
 def main(argv: list[str]) -> int:

@@ -33,6 +33,7 @@ def make_worker(table: Table, poll_seconds: float = 3600.0) -> CircusWorker:
         name="w", work_pool_name="circus", limit=1, mark=table, poll_seconds=poll_seconds
     )
     worker._limiter = prefect_workers.anyio.CapacityLimiter(1)  # as the worker's setup makes it
+    worker.refresh_mark()
     return worker
 
 
@@ -47,6 +48,7 @@ def test_the_first_tick_polls_then_only_a_change_or_the_timed_poll_does() -> Non
     assert worker.should_poll(now + 10.0)
     worker._last_poll = now + 10.0
     table.mark = ("job-2", "run-2")  # a job submitted, with its run
+    worker.refresh_mark()
     assert not worker.should_poll(now + 10.0 + MIN_POLL_SECONDS / 2)  # not twice in a row
     assert worker.should_poll(now + 10.0 + MIN_POLL_SECONDS)
 
@@ -80,8 +82,46 @@ def test_an_unreadable_table_leaves_the_timed_poll() -> None:
     assert worker.should_poll(1000.0)
     worker._last_poll = 1000.0
     table.broken = True
+    worker.refresh_mark()
     assert not worker.should_poll(1001.0)
     assert worker.should_poll(1002.0)
+
+
+def test_the_table_is_watched_in_a_thread_of_its_own() -> None:
+    import threading
+    import time
+
+    table = Table()
+    worker = make_worker(table)
+    stop = threading.Event()
+    watcher = threading.Thread(target=worker.watch_table, args=(stop,), daemon=True)
+    watcher.start()
+    table.mark = ("job-4", "run-4")
+    deadline = time.monotonic() + 30
+    while worker._latest_mark != table.mark and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    watcher.join(5)
+    assert worker._latest_mark == ("job-4", "run-4") and not watcher.is_alive()
+
+
+def test_prefect_still_has_what_the_worker_builds_on() -> None:
+    """A yardstick on Prefect itself: when an upgrade renames or stops using one of these,
+    this fails and prefect_worker.py must be looked at again."""
+    import inspect
+
+    from prefect.workers.base import BaseWorker
+
+    start = inspect.getsource(BaseWorker.start)
+    assert "workload=self.get_and_submit_flow_runs" in start
+    assert "PREFECT_WORKER_QUERY_SECONDS.value()" in start
+    assert "self._limiter = (" in inspect.getsource(BaseWorker.setup)
+    polling = inspect.getsource(BaseWorker.get_and_submit_flow_runs)
+    assert "self._has_successfully_synced" in polling and "self._last_polled_time" in polling
+    submit = inspect.getsource(BaseWorker._submit_run_and_capture_errors)
+    assert "await self._give_worker_labels_to_flow_run(flow_run.id)" in submit
+    assert "resolve_for_flow_run(" in submit and "client=self.client" in submit
+    assert "client.read_deployment(" in inspect.getsource(BaseWorker._submit_run)
 
 
 def test_runs_start_through_the_warm_client_without_site_packages() -> None:
