@@ -38,10 +38,12 @@ from __future__ import annotations
 import os
 import struct
 
+from circus_tasks.errors import VolumeError
 from circus_tasks.volume.decoders import (
     JPEG_LS_LOSSLESS,
     JPEG_LS_NEAR_LOSSLESS,
     LOADERS,
+    RLE_LOSSLESS,
     FrameDecoder,
     NotDecodedHere,
 )
@@ -122,9 +124,12 @@ def decode_slice(
 
     Raises:
         NotDecodedHere: this module cannot or will not decode it; pydicom must.
+        VolumeError: the JPEG frame is not the slice's size (refused before it is decoded).
     """
     decoder = load_decoder(syntax)
     frame = single_frame(encapsulated)
+    if syntax != RLE_LOSSLESS:
+        _check_frame_size(frame, slice_format)
     try:
         pixels = decoder(frame, slice_format)
     except NotDecodedHere:
@@ -133,6 +138,11 @@ def decode_slice(
         # A damaged frame, or one this decoder reads otherwise than pydicom's plug-ins would:
         # pydicom decides (and names the problem if there is one).
         raise NotDecodedHere(f"{type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:
+        # a Rust decoder's panic (pyo3's PanicException) is a BaseException: the same
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise NotDecodedHere(f"the decoder panicked: {exc}") from exc
     if len(pixels) != slice_format.nbytes:
         raise NotDecodedHere(f"{len(pixels)} bytes decoded, {slice_format.nbytes} expected")
     bits, signed = slice_format.pixel
@@ -169,8 +179,9 @@ def load_decoder(syntax: str) -> FrameDecoder:
     return decoder
 
 
-def _jpeg_precision(frame: bytes | memoryview) -> int:
-    """The sample precision in a JPEG or JPEG-LS codestream's frame header (SOFn)."""
+def _jpeg_frame_header(frame: bytes | memoryview) -> tuple[int, int, int]:
+    """The sample precision, lines and samples per line in a JPEG or JPEG-LS codestream's
+    frame header (SOFn)."""
     position = 2  # after SOI
     while position + 4 <= len(frame):
         if frame[position] != 0xFF:
@@ -181,11 +192,32 @@ def _jpeg_precision(frame: bytes | memoryview) -> int:
             continue
         (length,) = struct.unpack_from(">H", frame, position + 2)
         if marker == 0xF7 or (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)):
-            if position + 4 < len(frame):
-                return frame[position + 4]
+            if position + 9 <= len(frame):
+                precision, lines, samples = struct.unpack_from(">BHH", frame, position + 4)
+                return precision, lines, samples
             break
         position += 2 + length
     raise NotDecodedHere("the codestream has no frame header")
+
+
+def _jpeg_precision(frame: bytes | memoryview) -> int:
+    """The sample precision in a JPEG or JPEG-LS codestream's frame header."""
+    return _jpeg_frame_header(frame)[0]
+
+
+def _check_frame_size(frame: bytes | memoryview, slice_format: SliceFormat) -> None:
+    """Refuse a JPEG frame larger than the slice before anything decodes it (a decoder, ours
+    or pydicom's, would first allocate what the frame header asks for)."""
+    _, lines, samples = _jpeg_frame_header(frame)
+    rows, columns = slice_format.size
+    if lines == 0:  # the lines come later (a DNL marker): pydicom decides
+        raise NotDecodedHere("the frame header leaves its number of lines to a DNL marker")
+    if (lines, samples) != (rows, columns):
+        raise VolumeError(
+            f"its JPEG frame is {lines}x{samples} but its header says {rows}x{columns}: the "
+            "file is damaged or inconsistent. Export the series again from the modality or "
+            "PACS and import it again."
+        )
 
 
 def _clear_unused_bits(

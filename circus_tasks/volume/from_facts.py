@@ -125,6 +125,8 @@ class _StoredWriter:
             )
         except NotDecodedHere:
             pixels = _decoded_by_pydicom(path, piece.format)
+        except VolumeError as exc:
+            raise VolumeError(f"{path}: {exc}") from exc
         write_at(self.raw_fd, pixels, offset)
 
 

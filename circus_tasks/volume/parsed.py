@@ -30,6 +30,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from circus_tasks.errors import VolumeError
 from circus_tasks.volume.compressed import (
     FAST_SYNTAXES,
     NotDecodedHere,
@@ -230,6 +231,8 @@ class SliceWriter:
             return decode_slice(str(layout.syntax), value, layout.format, bits_stored)
         except NotDecodedHere:
             return decoded_pixels(ds, path, layout.format).data
+        except VolumeError as exc:
+            raise VolumeError(f"{path}: {exc}") from exc
 
     def _write(self, offset: int, data: Any) -> None:
         """Write ``data`` (bytes-like) at ``offset`` in the raw file."""

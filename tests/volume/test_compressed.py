@@ -485,3 +485,61 @@ def test_circus_volume_loads_no_pydicom_and_numpy_only_where_needed(
     assert done.stdout.splitlines()[-1] == loaded
     assert done.stderr == ""
     np.testing.assert_array_equal(_raw(tmp_path / "out", expected), expected)
+
+
+def _frame_of_4096_lines(data: bytearray, start: int) -> None:
+    """Make the codestream's frame header (SOFn) claim 4096 x 4096 samples."""
+    position = start + 2
+    while data[position + 1] not in (0xC0, 0xC1, 0xC3, 0xF7):
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    data[position + 5 : position + 9] = (4096).to_bytes(2, "big") * 2
+
+
+@pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLSLossless, JPEGBaseline8Bit])
+@pytest.mark.parametrize("use_facts", [True, False])
+def test_a_jpeg_frame_larger_than_its_slice_is_refused_before_it_is_decoded(
+    home: Path, tmp_path: Path, syntax: str, use_facts: bool
+) -> None:
+    """Decoding a frame allocates what its header asks for (here 4096 x 4096, for a 16 x 16
+    slice); a hostile file could ask for gigabytes. It is refused, naming the file."""
+    folder = tmp_path / "dicom"
+    baseline = syntax == JPEGBaseline8Bit
+    _series(folder, syntax, "uint8" if baseline else "int16", 8 if baseline else 16, slices=3)
+    files, facts, _ = series_slices(_import(folder))
+    _damage_keeping_size_and_time(files[1], _frame_of_4096_lines)
+    out = tmp_path / "in"
+
+    with pytest.raises(VolumeError) as caught:
+        write_volume(files, out, 0, processes=1, stored=facts if use_facts else None)
+
+    text = " ".join(str(caught.value).split())
+    rows, columns = facts[1].format.size if facts[1] else (0, 0)
+    assert f"{files[1]}: its JPEG frame is 4096x4096 but its header says {rows}x{columns}" in text
+    assert "Export the series again" in text
+    assert list(out.iterdir()) == []
+
+
+def test_a_decoder_that_panics_leaves_the_slice_to_pydicom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pylibjpeg-rle is Rust: a panic reaches Python as pyo3's PanicException, which is not an
+    Exception; it must not end the process that writes the volume."""
+    from circus_tasks.volume import compressed
+
+    class PanicException(BaseException):  # as pyo3 names it
+        pass
+
+    def panics(_frame: Any, _slice_format: Any) -> bytes:
+        raise PanicException("index out of bounds")
+
+    monkeypatch.setitem(compressed._LOADED, RLELossless, panics)
+    encapsulated = b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + b"\xfe\xff\x00\xe0\x04\x00\x00\x00abcd"
+    with pytest.raises(compressed.NotDecodedHere, match="the decoder panicked"):
+        compressed.decode_slice(
+            RLELossless, encapsulated, SliceFormat((2, 2), (16, 1), (1.0, 1.0)), 16
+        )
+    monkeypatch.setitem(
+        compressed._LOADED, RLELossless, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt())
+    )
+    with pytest.raises(KeyboardInterrupt):
+        compressed.decode_slice(
+            RLELossless, encapsulated, SliceFormat((2, 2), (16, 1), (1.0, 1.0)), 16
+        )
