@@ -199,7 +199,7 @@ def _page_from_postgres(url: str, filters: PageFilters) -> list[JobLine] | None:
     except ImportError:
         return None
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=30) as connection:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
             return _read_page(connection, "%s", filters)
     except psycopg.Error:
         return None

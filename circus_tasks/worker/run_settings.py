@@ -5,7 +5,9 @@
   Crashed). Building Prefect's settings from an environment reads every source again (about
   0.1-0.3 s here); the zygote builds them once per distinct set of ``PREFECT_`` settings in
   the requests (in practice once: every run of a worker sends the same) and each child enters
-  the ones for its request.
+  the ones for its request. A change to Prefect's profiles or ``prefect.toml`` reaches runs
+  when ``circus worker`` starts again (as it reaches the worker itself). The zygote swaps its
+  environment to build them: it has one thread.
 - **The suspension observer.** Prefect 3.9 starts, for every flow run of a deployment, a thread
   with its own event loop that subscribes to the server's events for a "Suspended" state of
   the run, waits for the subscription before the flow begins and for the thread at its end
@@ -100,15 +102,21 @@ class _SharedContexts:
     certificate file are built once; everything else is ``ssl``'s own."""
 
     def __init__(self) -> None:
-        self._verified = functools.cache(self._build)
+        self._verified = functools.lru_cache(maxsize=8)(self._build)
 
     @staticmethod
-    def _build(cafile: str) -> ssl.SSLContext:
+    def _build(cafile: str, _stamp: tuple[int, int]) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=cafile)
 
     def create_default_context(self, *args: Any, **kwargs: Any) -> ssl.SSLContext:
         if not args and set(kwargs) == {"cafile"} and kwargs["cafile"]:
-            return self._verified(str(kwargs["cafile"]))
+            cafile = str(kwargs["cafile"])
+            try:
+                status = os.stat(cafile)
+            except OSError:
+                return ssl.create_default_context(cafile=cafile)  # ssl names the problem
+            # a bundle replaced on disk (a CA rotated) is read again
+            return self._verified(cafile, (status.st_mtime_ns, status.st_size))
         return ssl.create_default_context(*args, **kwargs)  # a context its caller changes
 
     def __getattr__(self, name: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,17 @@ def test_prefect_clients_share_one_tls_context_per_certificate_bundle(
         insecure = context(SyncPrefectClient(url))
     assert insecure is not first and insecure.verify_mode == ssl.CERT_NONE
     assert first.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_a_certificate_bundle_replaced_on_disk_is_read_again(tmp_path: Path) -> None:
+    import shutil
+    import ssl
+
+    bundle = tmp_path / "ca.pem"
+    shutil.copyfile(ssl.get_default_verify_paths().openssl_cafile, bundle)  # the system's
+    shared = run_settings._SharedContexts()
+    first = shared.create_default_context(cafile=str(bundle))
+    assert shared.create_default_context(cafile=str(bundle)) is first
+    os.utime(bundle, ns=(0, bundle.stat().st_mtime_ns + 10**9))  # the site rotated its CA
+    assert shared.create_default_context(cafile=str(bundle)) is not first
+    assert shared.create_default_context() is not shared.create_default_context()
