@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from circus_tasks.cli.batch import batch_app
+from circus_tasks.cli.console import add_plain_row, shown
 from circus_tasks.cli.output import console, jobs_table, or_exit, print_error
 from circus_tasks.cli.plugins import plugins_app
 from circus_tasks.errors import CircusError
@@ -131,9 +132,8 @@ def series(
 
     table = Table("series UID", "patient", "modality", "date", "images", "description")
     for s in list_series(patient_id=patient, modality=modality):
-        table.add_row(
-            s.series_uid, s.patient_id, s.modality, s.series_date, str(s.image_count), s.description
-        )
+        cells = (s.series_uid, s.patient_id, s.modality, s.series_date, s.image_count)
+        add_plain_row(table, *cells, s.description)
     console.print(table)
 
 
@@ -177,7 +177,7 @@ def submit(
     console.print(f"Job [bold]{job.id}[/bold] registered ({job.status}).")
     if wait:
         job = wait_for_job(job.id, wait)
-        console.print(f"Job {job.id}: {job.status} {job.error_message or ''}")
+        console.print(f"Job {job.id}: {job.status} {shown(job.error_message or '')}")
 
 
 @app.command()
@@ -217,7 +217,8 @@ def show(job_id: str) -> None:
         console.print(f"Plug-in image: {job.plugin_digest}")
     table = Table("at", "from", "to", "by", "reason", "prefect")
     for e in job_events(job_id):
-        table.add_row(
+        add_plain_row(
+            table,
             e.at.isoformat(timespec="seconds"),
             str(e.from_status or ""),
             str(e.to_status),

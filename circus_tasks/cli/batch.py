@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from circus_tasks.cli.console import add_plain_row, shown
 from circus_tasks.cli.output import console, or_exit, print_error
 from circus_tasks.cli.schedules import schedule_app
 from circus_tasks.errors import CircusError
@@ -109,7 +110,8 @@ def plan_or_start(
             raise ValueError("--cron, --timezone and --every are for `circus batch schedule add`.")
         if ctx.info_name == "add":
             added = add_schedule(name, request, **when)
-            console.print(f"Schedule {added.name}: {added.when}, active {added.active}.")
+            what = shown(f"{added.name}: {added.when}")
+            console.print(f"Schedule {what}, active {added.active}.")
             return
         if ctx.info_name == "start":
             batch = start_batch(request)
@@ -127,7 +129,7 @@ def plan_or_start(
     table = Table("#", "series", "outcome", "reason")
     for item in plan.items:
         series_text = ", ".join(f"{s['series_uid']}[{s['range']}]" for s in item.series)
-        table.add_row(str(item.position), series_text, str(item.outcome), item.reason or "")
+        add_plain_row(table, item.position, series_text, item.outcome, item.reason or "")
     console.print(table)
     counts = plan.counts()
     console.print(", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
@@ -147,7 +149,7 @@ def list_() -> None:
     table = Table("batch id", "name", "plug-in", "status", "run", "skipped", "refused")
     for b in list_batches():
         counts = (str(b.planned_run), str(b.planned_skipped), str(b.planned_refused))
-        table.add_row(b.id, b.name, b.plugin_id, str(b.status), *counts)
+        add_plain_row(table, b.id, b.name, b.plugin_id, b.status, *counts)
     console.print(table)
 
 
@@ -161,12 +163,12 @@ def show(
 
     batch = or_exit(lambda: get_batch(batch_id))
     items = batch_items(batch_id)
-    console.print(f"Batch {batch.id} ({batch.name}): {batch.plugin_id}, {batch.status}")
+    console.print(f"Batch {batch.id} ({shown(batch.name)}): {batch.plugin_id}, {batch.status}")
     table = Table("#", "series", "outcome", "job", "reason")
     for item in items:
         series_text = ", ".join(f"{s['series_uid']}[{s['range']}]" for s in item.series)
-        table.add_row(
-            str(item.position), series_text, str(item.outcome), item.job_id or "", item.reason or ""
+        add_plain_row(
+            table, item.position, series_text, item.outcome, item.job_id or "", item.reason or ""
         )
     console.print(table)
     progress = batch_progress(batch_id)

@@ -11,6 +11,7 @@ from typing import Protocol
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from circus_tasks.values import printable
 
@@ -20,7 +21,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 def print_error(exc: Exception) -> None:
     """Print an error the way every command reports one."""
-    console.print(f"[red]error:[/red] {escape(printable(str(exc)))}")
+    console.print(f"[red]error:[/red] {shown(exc)}")
 
 
 class SeriesCell(Protocol):
@@ -59,6 +60,18 @@ class JobRow(Protocol):
     def series(self) -> Sequence[SeriesCell]: ...
 
 
+def shown(value: object) -> str:
+    """``value`` for a rich line: control characters escaped, brackets not markup."""
+    return escape(printable(str(value)))
+
+
+def add_plain_row(table: Table, *cells: object) -> None:
+    """Add a row of values shown as they are: control characters escaped (``printable``) and a
+    bracket never read as rich markup (a stray "[/]" in a series description, an error message
+    or a batch name would otherwise stop the command with a MarkupError)."""
+    table.add_row(*(Text(printable(str(cell))) for cell in cells))
+
+
 def jobs_table(rows: Sequence[JobRow]) -> Table:
     """The job table the CLI and the demo print."""
     table = Table("job id", "plug-in", "status", "stage", "machine", "prio", "series", "error")
@@ -66,14 +79,15 @@ def jobs_table(rows: Sequence[JobRow]) -> Table:
         series_text = ", ".join(
             f"{s.series_uid[-12:]}[{s.start}:{s.end}:{s.delta}]" for s in j.series
         )
-        table.add_row(
+        cells = (
             j.id,
             printable(j.plugin_id),
             str(j.status),
             str(j.stage or ""),
-            j.machine or "",
+            printable(j.machine or ""),
             str(j.priority),
             series_text,
             printable((j.error_message or "")[:60]),
         )
+        add_plain_row(table, *cells)
     return table

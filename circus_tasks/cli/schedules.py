@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from circus_tasks.cli.console import add_plain_row, shown
 from circus_tasks.cli.output import console, or_exit
 
 schedule_app = typer.Typer(help="Batches on a schedule (Prefect deployment schedules).")
@@ -18,8 +19,8 @@ def schedule_list() -> None:
     table = Table("schedule", "when", "active", "plug-in", "batch")
     for s in or_exit(list_schedules):
         request = s.request or {}
-        table.add_row(
-            s.name, s.when, str(s.active), request.get("plugin_id", ""), request.get("name", "")
+        add_plain_row(
+            table, s.name, s.when, s.active, request.get("plugin_id", ""), request.get("name", "")
         )
     console.print(table)
 
@@ -30,7 +31,7 @@ def schedule_pause(name: str) -> None:
     from circus_tasks.batch_api import pause_schedule
 
     or_exit(lambda: pause_schedule(name))
-    console.print(f"Schedule {name} paused.")
+    console.print(f"Schedule {shown(name)} paused.")
 
 
 @schedule_app.command("resume")
@@ -39,7 +40,7 @@ def schedule_resume(name: str) -> None:
     from circus_tasks.batch_api import resume_schedule
 
     or_exit(lambda: resume_schedule(name))
-    console.print(f"Schedule {name} resumed.")
+    console.print(f"Schedule {shown(name)} resumed.")
 
 
 @schedule_app.command("remove")
@@ -48,4 +49,4 @@ def schedule_remove(name: str) -> None:
     from circus_tasks.batch_api import remove_schedule
 
     or_exit(lambda: remove_schedule(name))
-    console.print(f"Schedule {name} removed.")
+    console.print(f"Schedule {shown(name)} removed.")

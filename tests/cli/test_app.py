@@ -44,3 +44,25 @@ def test_show_jobs_results_log_cancel(home: Path) -> None:
     assert refused.exit_code == 1 and "You cannot cancel this job" in refused.output
     assert "cancelled" in runner.invoke(app, ["cancel", queued]).output
     assert runner.invoke(app, ["show", "nope"]).exit_code == 1
+
+
+def test_brackets_in_stored_values_are_printed_never_read_as_markup(
+    series_factory, home: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A series description, a job's error or a batch name holding "[/]" is someone's text:
+    read as rich markup it would stop `circus series`, `circus jobs` or `circus show` for
+    everyone with a MarkupError."""
+    from circus_tasks.db.engine import session_scope
+    from circus_tasks.jobs import transitions
+
+    uid = series_factory(series_description="[/] CT [bold]chest")
+    listed = runner.invoke(app, ["series"])
+    assert listed.exit_code == 0, listed.output
+    assert "[/] CT [bold]chest" in listed.output
+    job_id = register("hu-histogram@1.0.0", [uid])
+    with session_scope() as session:
+        transitions.cancel(job_id, user="[/]dr", session=session)
+    for command in (["jobs"], ["show", job_id]):
+        shown = runner.invoke(app, command)
+        assert shown.exit_code == 0, shown.output
+    assert "[/]dr" in runner.invoke(app, ["show", job_id]).output

@@ -46,6 +46,7 @@ def listed(series_factory: SeriesFactory) -> dict[str, str]:
         "processing": register("record@1.0.0", [SeriesInput(bob, "1:4")], user="bob"),
         "cancelled": register("record@1.0.0", [SeriesInput(ann, "2:5")], user="bob"),
         "escaped": register("record@1.0.0", [SeriesInput(bob, "1:2")]),
+        "markup": register("record@1.0.0", [SeriesInput(bob, "2:3")]),
     }
     moves = {
         "finished": {"status": JobStatus.FINISHED, "machine": "ws-1"},
@@ -57,6 +58,12 @@ def listed(series_factory: SeriesFactory) -> dict[str, str]:
         "processing": {"status": JobStatus.PROCESSING, "stage": JobStage.MAIN, "machine": "ws-1"},
         "cancelled": {"status": JobStatus.CANCELLED},
         "escaped": {"plugin_id": "evil\x1b[2J@1.0.0"},
+        # brackets are text, never rich markup (a stray closing tag would end the table)
+        "markup": {
+            "status": JobStatus.FAILED,
+            "machine": "[red]ws-3",
+            "error_message": "[/] no [b]",
+        },
     }
     with session_scope() as session:
         for name, values in moves.items():
@@ -126,6 +133,7 @@ def test_the_series_filter_and_the_table_cells(
     lean = capsys.readouterr().out
     assert "\\x1b[2J" in lean and "\x1b" not in lean  # escapes shown, never sent
     assert "main" in lean and "ws-2" in lean
+    assert "[/] no [b]" in lean and "[red]ws-3" in lean
 
 
 def test_the_status_error_names_the_statuses(
