@@ -28,7 +28,12 @@ from circus_tasks.store.files import conflict_with_stored, read_header
 from circus_tasks.store.index import Index, SqliteIndex, Stored
 from circus_tasks.store.listing import iter_files
 from circus_tasks.store.parsing import ParsedFile, Reader, ReadFiles, RefusedFile, series_fields
-from circus_tasks.store.places import ImportPlaces, import_places, working_files
+from circus_tasks.store.places import (
+    ImportPlaces,
+    import_places,
+    one_import_at_a_time,
+    working_files,
+)
 from circus_tasks.values import inside
 from circus_tasks.volume.import_facts import slice_facts
 from circus_tasks.volume.stored import STORED_COLUMNS
@@ -145,22 +150,34 @@ def import_dicom(
             )
     files = list(iter_files(paths, skip=working))
     store = places.dicom_dir.resolve()
-    if files:
-        store.mkdir(parents=True, exist_ok=True)
+    if not files:
+        return report
+    store.mkdir(parents=True, exist_ok=True)
+    with one_import_at_a_time(places):
+        _import_files(files, places, store, report, progress, started)
+    return report
+
+
+def _import_files(
+    files: list[Path],
+    places: ImportPlaces,
+    store: Path,
+    report: ImportReport,
+    progress: Callable[[Path], None] | None,
+    started: Callable[[int], None] | None,
+) -> None:
     reader = Reader(store=store, copy_mode=places.copy_mode)
     parsed = ReadFiles(files, reader)  # the workers start reading now
     try:
         if started is not None:
             started(len(files))
-        if files:
-            index = open_index(places.database_url, SCHEMA_REVISION)
-            try:
-                _Import(index, report, places, store, files, progress).run(parsed)
-            finally:
-                index.close()
+        index = open_index(places.database_url, SCHEMA_REVISION)
+        try:
+            _Import(index, report, places, store, files, progress).run(parsed)
+        finally:
+            index.close()
     finally:
         parsed.close()
-    return report
 
 
 class _Import:

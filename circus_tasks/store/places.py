@@ -5,6 +5,8 @@ straight from the environment where that gives what the settings object would, s
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +78,17 @@ def working_files(places: ImportPlaces) -> list[Path]:
         [Path(f"{database}{end}") for end in ("", "-wal", "-shm", "-journal")] if database else []
     )
     return [p.resolve() for p in [*files, *places.working_folders]]
+
+
+@contextmanager
+def one_import_at_a_time(places: ImportPlaces) -> Iterator[None]:
+    """Hold the home's import lock (``locks/import.lock``): the readers write each new file to
+    its place in the store before this process decides about it, so a second import of the
+    same files at the same moment would replace the first one's copies under its rows. It
+    waits its turn instead (and then finds the files stored)."""
+    from filelock import FileLock
+
+    locks = places.home / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(locks / "import.lock"):
+        yield

@@ -222,3 +222,49 @@ def test_files_are_listed_as_os_walk_lists_them(tmp_path: Path) -> None:
     assert list(iter_files([root], skip=[skipped])) == walked()
     assert list(iter_files([root / "c", root / "b" / "x"], skip=[skipped])) == [root / "c"]
     assert list(iter_files([root / "a" / "link-to-c"], skip=[root / "c"])) == []
+
+
+def test_two_imports_of_the_same_files_at_once_store_each_file_once(
+    home: Path, tmp_path: Path
+) -> None:
+    """The readers write a new file to its place before the importing process decides about it:
+    a second import of the same files at the same moment would replace the first one's copies
+    under its rows (and then fail at its own rows). The second waits for the first, then finds
+    every file stored."""
+    import subprocess
+    import sys
+    import time
+
+    import_dicom(tmp_path / "nothing")  # the home's database, created once beforehand
+    folder = tmp_path / "many"
+    for n in range(4):
+        write_series(folder / f"s{n}", make_volume(40))
+    go = tmp_path / "go"
+    script = (  # both processes loaded, then both start at once
+        "import os, sys, time; from circus_tasks.store.importer import import_dicom\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.002)\n"
+        "r = import_dicom(sys.argv[1]); print(r.imported, r.already_present, len(r.problems))"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(folder), str(go)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    time.sleep(3)  # not a timing assertion: time for both to load before the start
+    go.touch()
+    outputs = sorted(run.communicate(timeout=300)[0].split() for run in runs)
+    assert [run.returncode for run in runs] == [0, 0]
+    assert outputs == [["0", "160", "0"], ["160", "0", "0"]]  # one stored them, one found them
+    from sqlmodel import select
+
+    from circus_tasks.db.engine import session_scope
+    from circus_tasks.db.models import Image
+
+    with session_scope() as session:
+        images = session.exec(select(Image)).all()
+    assert len(images) == 160
+    for image in images:
+        stored = Path(image.path)
+        assert image.file_size == stored.stat().st_size  # the row describes the file there
+        assert image.file_mtime_ns == stored.stat().st_mtime_ns
