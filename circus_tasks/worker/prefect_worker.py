@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import json
 import logging
 import shlex
 import signal
@@ -45,6 +47,7 @@ from prefect.workers.process import ProcessWorker
 
 from circus_tasks.worker import warm_client
 from circus_tasks.worker.run_settings import shared_tls_contexts
+from circus_tasks.worker.stack import WORK_POOL_TEMPLATE
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +60,29 @@ MIN_POLL_SECONDS = 0.1
 Mark = Callable[[], Hashable]
 
 
-def newest_queued_run() -> Hashable:
-    """The newest queued job that has its flow run, as ``(job id, flow run id)``: it changes
-    when a job is submitted (after its run exists) and when the newest one starts. One read of
-    the (status, id) index."""
+@functools.cache
+def _newest_queued_query() -> Any:
     from sqlmodel import col, select
 
-    from circus_tasks.db.engine import get_engine
     from circus_tasks.db.models import Job
     from circus_tasks.statuses import JobStatus
 
-    query = (
+    return (
         select(Job.id, Job.flow_run_id)
         .where(Job.status == JobStatus.IN_QUEUE, col(Job.flow_run_id).is_not(None))
         .order_by(col(Job.id).desc())
         .limit(1)
     )
+
+
+def newest_queued_run() -> Hashable:
+    """The newest queued job that has its flow run, as ``(job id, flow run id)``: it changes
+    when a job is submitted (after its run exists) and when the newest one starts. One read of
+    the (status, id) index; the statement is built once (this runs every tick)."""
+    from circus_tasks.db.engine import get_engine
+
     with get_engine().connect() as connection:
-        return tuple(connection.execute(query).first() or ())
+        return tuple(connection.execute(_newest_queued_query()).first() or ())
 
 
 class CircusWorker(ProcessWorker):
@@ -160,8 +168,10 @@ class CircusWorker(ProcessWorker):
         return await super().run(flow_run, configuration, task_status)
 
 
-WARM_CLIENT_COMMAND = "python -m circus_tasks.worker.warm_client"
-"""The pool's command for a run (deployments/work-pool.json)."""
+WARM_CLIENT_COMMAND: str = json.loads(WORK_POOL_TEMPLATE.read_text())["job_configuration"][
+    "command"
+]
+"""The pool's command for a run, as its base job template (deployments/work-pool.json) says."""
 
 DEPLOYMENT_SECONDS = 5.0
 """How long a deployment read stays good: the worker reads a run's deployment twice, in a

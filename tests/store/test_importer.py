@@ -235,7 +235,6 @@ def test_two_imports_of_the_same_files_at_once_store_each_file_once(
     import sys
     import time
 
-    import_dicom(tmp_path / "nothing")  # the home's database, created once beforehand
     folder = tmp_path / "many"
     for n in range(4):
         write_series(folder / f"s{n}", make_volume(40))
